@@ -1,0 +1,14 @@
+"""The one exception type for failures a user can cause and fix."""
+
+
+class UserError(Exception):
+    """Bad data, a bad flag, a missing checkpoint, a diverging run, ...
+
+    The scripts print the message as one line on stderr and exit with ``exit_code``; no traceback.
+    """
+
+    exit_code = 1
+
+
+class DataError(UserError):
+    """MNIST files missing, malformed, corrupt, or not downloadable."""

@@ -1,0 +1,217 @@
+"""One training run's bookkeeping, shared by the four scripts: progress, history, divergence and Ctrl-C
+handling, and at the end metrics.json, the figures and the checkpoint.
+
+    run = Run("nn_numpy", "numpy", config, args, save_checkpoint)
+    with run:
+        for epoch in run.epochs():
+            with run.progress(epoch, steps) as progress:
+                train_epoch(..., progress)          # calls progress.step(loss, correct, n) per batch
+            run.end_epoch(state, train_logits, y_train, test_logits, y_test)
+    run.finish(x_test)
+
+Nothing is written until the run ends well. A diverging loss raises :class:`Diverged` and writes nothing.
+Ctrl-C keeps the last complete epoch beside, never over, the outputs of an earlier finished run.
+"""
+
+import importlib.metadata
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import metrics, plots
+from common.checkpoint import FORMAT, interrupted_path
+from common.errors import UserError
+from common.io import check_writable, write_json
+
+TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
+          "cnn_torch": "CNN, PyTorch"}
+
+
+class Diverged(UserError):
+    pass
+
+
+class Interrupted(UserError):
+    exit_code = 130
+
+
+class EpochProgress:
+    """Per-batch bookkeeping of one epoch: running loss/accuracy, a tqdm bar, and the divergence check."""
+
+    def __init__(self, epoch, epochs, steps, quiet, lr):
+        from tqdm import tqdm
+
+        self.epoch, self.lr = epoch, lr
+        self.losses = []
+        self.loss_sum = self.correct = self.seen = 0
+        # disable=None: no bar when stderr is not a terminal (logs, reproduce.py's subprocesses).
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, unit="batch",
+                        disable=True if quiet else None, mininterval=0.5)
+
+    def step(self, loss, correct, n):
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise Diverged(f"the training loss became {loss} at epoch {self.epoch}, step {len(self.losses) + 1}; "
+                           f"the learning rate (--lr {self.lr:g}) is too high — lower it. Nothing was written")
+        self.losses.append(loss)
+        self.loss_sum += loss * n
+        self.correct += int(correct)
+        self.seen += n
+        self.bar.update(1)
+        if len(self.losses) % 100 == 0 and not self.bar.disable:
+            self.bar.set_postfix_str(f"loss {self.running_loss:.4f} acc {self.running_acc:.2%}", refresh=False)
+
+    @property
+    def running_loss(self):
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def running_acc(self):
+        return self.correct / max(self.seen, 1)
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
+        self.bar.close()
+        return False
+
+
+class Run:
+    """The record of one run. ``save_checkpoint(path, state, record, iteration_losses)`` is the script's."""
+
+    def __init__(self, model, framework, config, args, save_checkpoint):
+        self.model, self.framework, self.config = model, framework, config
+        self.epochs_total, self.quiet = args.epochs, args.quiet
+        self.dir = Path(args.out_dir) / model
+        self.checkpoint = Path(args.checkpoint)
+        self.save_checkpoint = save_checkpoint
+        check_writable(self.dir, "--out-dir")
+        if not args.eval_only:
+            check_writable(self.checkpoint.parent, "the checkpoint folder")
+        self.history, self.iteration_losses = [], []
+        self.state = self.last = None
+        self.eval_only = args.eval_only
+        self.started = time.perf_counter()
+
+    # --- training -------------------------------------------------------------------------------------
+    def epochs(self):
+        return range(1, self.epochs_total + 1)
+
+    def progress(self, epoch, steps):
+        self.current = EpochProgress(epoch, self.epochs_total, steps, self.quiet, self.config.get("lr", 0))
+        return self.current
+
+    def end_epoch(self, state, train_logits, train_labels, test_logits, test_labels):
+        """Record an epoch from the model's logits on the whole training and test sets."""
+        progress = self.current
+        entry = {"epoch": progress.epoch, **self.evaluate(train_logits, train_labels, test_logits, test_labels),
+                 "train_loss_running": progress.running_loss, "train_acc_running": progress.running_acc,
+                 "seconds": progress.seconds, "seconds_with_eval": time.perf_counter() - progress.started}
+        if not math.isfinite(entry["train_loss"]) or not math.isfinite(entry["test_loss"]):
+            raise Diverged(f"the model's outputs became infinite at epoch {progress.epoch}; the learning rate "
+                           f"(--lr {self.config.get('lr', 0):g}) is too high — lower it. Nothing was written")
+        self.history.append(entry)
+        self.iteration_losses.extend(progress.losses)
+        self.state = state
+        print(f"epoch {progress.epoch:>2}/{self.epochs_total}  train loss {entry['train_loss']:.4f} "
+              f"acc {entry['train_acc']:.2%}  test loss {entry['test_loss']:.4f} acc {entry['test_acc']:.2%}  "
+              f"{entry['seconds']:.1f} s", flush=True)
+
+    def evaluate(self, train_logits, train_labels, test_logits, test_labels):
+        self.last = (test_logits, test_labels)
+        return {"train_loss": metrics.cross_entropy(train_logits, train_labels),
+                "train_acc": metrics.accuracy(train_logits, train_labels),
+                "test_loss": metrics.cross_entropy(test_logits, test_labels),
+                "test_acc": metrics.accuracy(test_logits, test_labels)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is KeyboardInterrupt:
+            raise self.keep_interrupted() from None
+        return False
+
+    def keep_interrupted(self):
+        if not self.history:
+            return Interrupted("interrupted before the first epoch ended; nothing was written")
+        done = self.history[-1]["epoch"]
+        checkpoint = interrupted_path(self.checkpoint)
+        record_path = self.dir / "metrics.interrupted.json"
+        self.save_checkpoint(checkpoint, self.state, self.checkpoint_record(), self.iteration_losses)
+        write_json(record_path, self.record(self.history[-1], interrupted=True))
+        return Interrupted(f"interrupted during epoch {done + 1}; epoch {done}'s results are in {record_path} "
+                           f"and {checkpoint} (earlier outputs untouched)")
+
+    # --- evaluation only --------------------------------------------------------------------------------
+    def restore(self, record, iteration_losses):
+        """Take config and history from a checkpoint's record, for --eval-only."""
+        self.config = {**record["config"], "eval_only": True}
+        self.history = record["history"]
+        self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
+
+    # --- outputs ----------------------------------------------------------------------------------------
+    def checkpoint_record(self):
+        return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
+                "history": self.history}
+
+    def record(self, final, interrupted=False, confusion=None):
+        out = {"model": self.model, "framework": self.framework, "config": self.config,
+               "history": self.history,
+               "final": {k: final[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+               "confusion_matrix": confusion,
+               "seconds_total": time.perf_counter() - self.started, "versions": versions()}
+        if interrupted:
+            out["interrupted"] = True
+        return out
+
+    def finish(self, test_images, final=None):
+        """Write metrics.json, the four figures and (after training) the checkpoint; returns the record."""
+        final = final or self.history[-1]
+        logits, labels = self.last
+        predictions = np.asarray(logits).argmax(axis=1)
+        confusion = metrics.confusion_counts(labels, predictions)
+        title = f"{TITLES.get(self.model, self.model)}: test accuracy {final['test_acc']:.2%}"
+        plots.plot_loss(self.dir / "loss.png", f"{TITLES.get(self.model, self.model)}: loss",
+                        self.history, self.iteration_losses)
+        plots.plot_confusion_matrix(self.dir / "confusion_matrix.png", title, confusion)
+        plots.plot_top3(self.dir / "top3.png", title, logits, labels, test_images)
+        plots.plot_mistakes(self.dir / "mistakes.png", title, logits, labels, test_images)
+        if not self.eval_only:
+            self.save_checkpoint(self.checkpoint, self.state, self.checkpoint_record(), self.iteration_losses)
+        record = self.record(final, confusion=confusion.tolist())
+        write_json(self.dir / "metrics.json", record)
+        where = f"{self.dir}/" + ("" if self.eval_only else f" and {self.checkpoint}")
+        print(f"{self.model}: test accuracy {final['test_acc']:.2%}, test loss {final['test_loss']:.4f}; "
+              f"{record['seconds_total']:.1f} s; outputs in {where}", flush=True)
+        return record
+
+
+def versions():
+    """Versions of what produced the numbers; torch only if the script imported it."""
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "matplotlib", "scikit-learn", "torch"):
+        if name == "torch" and "torch" not in sys.modules:
+            continue
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def dump_config(args, **extra):
+    """The run's hyperparameters as a JSON-able dict: every flag that changes the result, plus ``extra``."""
+    keys = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "momentum")
+    config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    config.update(extra)
+    json.dumps(config)
+    return config

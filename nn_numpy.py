@@ -1,0 +1,227 @@
+"""The report's MLP in pure NumPy: 784 -> 128 -> ReLU -> 64 -> ReLU -> 10 -> softmax, manual backprop, SGD.
+
+    python nn_numpy.py                           # the report's run: 20 epochs, lr 0.1, batch 32, plain SGD
+    python nn_numpy.py --epochs 1 --limit-train 2000 --quiet
+    python nn_numpy.py --eval-only               # redraw figures/nn_numpy/ from checkpoints/nn_numpy.npz
+
+Each layer has forward(x) and backward(dout) -> dx and keeps its parameters and their gradients as
+attributes (W, b, dW, db). cnn_numpy.py builds the CNN from these same classes. No deep-learning framework
+is imported, here or through common/.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+from common.checkpoint import check_shapes, load_npz, save_npz
+from common.cli import make_parser, run_main, seed_everything
+from common.data import load_splits
+from common.run import Run, dump_config
+
+
+def init_weights(shape, fan_in, fan_out, init, rng, dtype):
+    """Weights of ``shape`` and a bias of ``shape[-1]`` or ``shape[0]`` entries (caller slices).
+
+    init="pytorch": W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for nn.Linear/nn.Conv2d.
+    init="xavier":  W ~ U(-sqrt(6/(fan_in+fan_out)), +...) (Glorot & Bengio 2010), b = 0.
+    """
+    if init == "pytorch":
+        bound = 1 / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, shape).astype(dtype), bound
+    if init == "xavier":
+        return rng.uniform(-1, 1, shape).astype(dtype) * dtype.type(math.sqrt(6 / (fan_in + fan_out))), 0.0
+    raise ValueError(f"unknown init {init!r}")
+
+
+class Linear:
+    """y = x @ W + b.  x: (N, in_features) -> y: (N, out_features), in the parameters' dtype.
+
+    W: (in_features, out_features), b: (out_features,); dW, db after backward.
+    """
+
+    params = ("W", "b")
+
+    def __init__(self, in_features, out_features, rng, dtype=np.float32, init="pytorch"):
+        dtype = np.dtype(dtype)
+        self.W, bound = init_weights((in_features, out_features), in_features, out_features, init, rng, dtype)
+        self.b = rng.uniform(-bound, bound, out_features).astype(dtype)
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class ReLU:
+    """max(x, 0), any shape. The gradient at exactly 0 is taken as 0, as PyTorch does."""
+
+    params = ()
+
+    def forward(self, x):
+        self.out = np.maximum(x, 0)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (self.out > 0)
+
+
+class Flatten:
+    """(N, ...) -> (N, prod(...)), C order, as torch.nn.Flatten."""
+
+    params = ()
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.shape)
+
+
+class SoftmaxCrossEntropy:
+    """Softmax and mean cross-entropy fused, stable via log-sum-exp.
+
+    forward(logits (N, C), labels (N,) int) -> mean loss (a scalar of the logits' dtype);
+    backward() -> dlogits (N, C) = (softmax(logits) - onehot(labels)) / N.
+    """
+
+    def forward(self, logits, labels):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        self.probs = exp / total
+        self.labels = labels
+        rows = np.arange(len(labels))
+        return (np.log(total[:, 0]) - shifted[rows, labels]).mean()
+
+    def backward(self):
+        n = len(self.labels)
+        dlogits = self.probs.copy()
+        dlogits[np.arange(n), self.labels] -= 1
+        return dlogits / dlogits.dtype.type(n)
+
+
+class Sequential:
+    """Layers applied in order; parameters are named like torch.nn.Sequential's ("1.W" ~ "1.weight")."""
+
+    def __init__(self, *layers):
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def parameters(self):
+        """(layer, name) pairs; the gradient of getattr(layer, name) is getattr(layer, "d" + name)."""
+        return [(layer, name) for layer in self.layers for name in layer.params]
+
+    def state_dict(self):
+        return {f"{i}.{name}": getattr(layer, name).copy()
+                for i, layer in enumerate(self.layers) for name in layer.params}
+
+    def load_state_dict(self, state, source="checkpoint"):
+        own = self.state_dict()
+        check_shapes({k: v.shape for k, v in own.items()}, {k: v.shape for k, v in state.items()}, source)
+        for i, layer in enumerate(self.layers):
+            for name in layer.params:
+                setattr(layer, name, np.array(state[f"{i}.{name}"], dtype=own[f"{i}.{name}"].dtype))
+
+
+class SGD:
+    """Plain stochastic gradient descent: p -= lr * dp, in place, for every parameter of ``model``."""
+
+    def __init__(self, model, lr):
+        self.model, self.lr = model, lr
+
+    def step(self):
+        for layer, name in self.model.parameters():
+            param = getattr(layer, name)
+            param -= param.dtype.type(self.lr) * getattr(layer, "d" + name)
+
+
+def mlp(rng, dtype=np.float32):
+    """The report's MLP, initialised like PyTorch's nn.Linear (U(+-1/sqrt(fan_in)) for W and b)."""
+    return Sequential(Flatten(),
+                      Linear(784, 128, rng, dtype), ReLU(),
+                      Linear(128, 64, rng, dtype), ReLU(),
+                      Linear(64, 10, rng, dtype))
+
+
+def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
+    """One pass over the training set in a fresh random order, one SGD step per batch."""
+    order = rng.permutation(len(images))
+    images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
+    for start in range(0, len(images), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        logits = model.forward(x)
+        loss = loss_fn.forward(logits, y)
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        progress.step(loss, np.count_nonzero(logits.argmax(axis=1) == y), len(y))
+
+
+def predict(model, images, batch_size=1000):
+    """Logits (N, 10) for ``images``, computed in batches to bound memory."""
+    return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
+    """Train for run.epochs(), recording each epoch on the whole training and test sets."""
+    x_train, y_train, x_test, y_test = data
+    steps = math.ceil(len(x_train) / batch_size)
+    with run:
+        for epoch in run.epochs():
+            with run.progress(epoch, steps) as progress:
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress)
+            run.end_epoch(model.state_dict(), predict(model, x_train), y_train, predict(model, x_test), y_test)
+
+
+def evaluate_checkpoint(run, model, data, checkpoint):
+    """--eval-only: load the weights and the record saved with them, evaluate, and return the final numbers."""
+    state, record, iteration_losses = load_npz(checkpoint, run.model)
+    model.load_state_dict(state, checkpoint)
+    run.restore(record, iteration_losses)
+    x_train, y_train, x_test, y_test = data
+    return run.evaluate(predict(model, x_train), y_train, predict(model, x_test), y_test)
+
+
+def build_parser():
+    p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
+                    epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating-point type of weights and activations (default: %(default)s)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    rng = seed_everything(args.seed)
+    dtype = np.dtype(args.dtype)
+    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
+    data = (x_train.astype(dtype, copy=False), y_train, x_test.astype(dtype, copy=False), y_test)
+    model = mlp(rng, dtype)
+    config = dump_config(args, optimizer="SGD", momentum=0.0, init="PyTorch default: U(+-1/sqrt(fan_in))",
+                         architecture="784-128-ReLU-64-ReLU-10")
+    run = Run("nn_numpy", "numpy", config, args, save_npz)
+    final = None
+    if args.eval_only:
+        final = evaluate_checkpoint(run, model, data, args.checkpoint)
+    else:
+        fit(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args.batch_size, rng)
+    run.finish(x_test, final)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, "nn_numpy.py"))

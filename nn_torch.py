@@ -1,0 +1,157 @@
+"""The report's MLP in PyTorch: 784 -> 128 -> ReLU -> 64 -> ReLU -> 10, cross-entropy, SGD with momentum.
+
+    python nn_torch.py                           # the report's run: 20 epochs, lr 0.01, momentum 0.9, batch 32
+    python nn_torch.py --device cuda             # auto picks cuda, then mps, then cpu
+    python nn_torch.py --eval-only               # redraw figures/nn_torch/ from checkpoints/nn_torch.pt
+
+The whole dataset lives on the device as one tensor; each epoch takes batches as slices of one random
+permutation (drawn with NumPy from --seed, the same order nn_numpy.py uses), with no DataLoader.
+cnn_torch.py imports the device, training, evaluation and checkpoint helpers from here.
+"""
+
+import json
+import math
+import pickle
+import sys
+import zipfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.checkpoint import check_record, check_shapes, require_file
+from common.cli import make_parser, non_negative_float, run_main, seed_everything
+from common.data import load_splits
+from common.errors import UserError
+from common.io import atomic_path
+from common.run import Run, dump_config
+
+
+def mlp():
+    """The report's MLP with PyTorch's default initialisation. Indices match nn_numpy.mlp()'s layers."""
+    return nn.Sequential(nn.Flatten(),
+                         nn.Linear(784, 128), nn.ReLU(),
+                         nn.Linear(128, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
+
+
+def select_device(name):
+    """"auto" -> cuda, else mps, else cpu. Asking for a device that is not there is a UserError."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[name]:
+        raise UserError(f"--device {name}: no {name.upper()} device is available on this machine; "
+                        f"use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def to_device(data, device):
+    """NumPy (x_train, y_train, x_test, y_test) -> the same as tensors on ``device``."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in data)
+
+
+def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
+    """One pass over the training set in a fresh random order, one optimizer step per batch."""
+    model.train()
+    order = torch.from_numpy(rng.permutation(len(images))).to(images.device)
+    images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
+    for start in range(0, len(images), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        optimizer.step()
+        progress.step(loss.item(), (logits.argmax(dim=1) == y).sum().item(), len(y))
+
+
+@torch.no_grad()
+def predict(model, images, batch_size=1000):
+    """Logits (N, 10) as a float32 NumPy array, computed in batches to bound memory."""
+    model.eval()
+    return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu().numpy()
+
+
+def fit(run, model, loss_fn, optimizer, data, labels, batch_size, rng):
+    """Train for run.epochs(); ``data`` holds device tensors, ``labels`` the NumPy (y_train, y_test)."""
+    x_train, y_train, x_test, _ = data
+    steps = math.ceil(len(x_train) / batch_size)
+    with run:
+        for epoch in run.epochs():
+            with run.progress(epoch, steps) as progress:
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress)
+            run.end_epoch(state_dict(model), predict(model, x_train), labels[0], predict(model, x_test), labels[1])
+
+
+def state_dict(model):
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
+def save_checkpoint(path, state, record, iteration_losses):
+    """A plain state_dict plus the run's record as JSON text: loadable with weights_only=True."""
+    payload = {"state_dict": state, "record": json.dumps(record),
+               "iteration_losses": torch.tensor(np.asarray(iteration_losses, dtype=np.float32))}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path, model_name):
+    """-> (state_dict, record, iteration_losses), checked to be ``model_name``'s. Never unpickles code."""
+    path = require_file(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        record = json.loads(payload["record"])
+        state, iteration_losses = payload["state_dict"], payload["iteration_losses"].numpy()
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
+            EOFError, OSError) as e:
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); delete it and train again") from None
+    return state, check_record(record, model_name, path), iteration_losses
+
+
+def evaluate_checkpoint(run, model, data, labels, checkpoint):
+    """--eval-only: load the weights and the record saved with them, evaluate, return the final numbers."""
+    state, record, iteration_losses = load_checkpoint(checkpoint, run.model)
+    own = model.state_dict()
+    check_shapes({k: v.shape for k, v in own.items()}, {k: v.shape for k, v in state.items()}, checkpoint)
+    model.load_state_dict(state)
+    run.restore(record, iteration_losses)
+    return run.evaluate(predict(model, data[0]), labels[0], predict(model, data[2]), labels[1])
+
+
+def add_device_flag(parser):
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="where to train: auto = cuda, else mps, else cpu (default: %(default)s)")
+
+
+def build_parser():
+    p = make_parser("nn_torch", "Train the report's MLP on MNIST with PyTorch.",
+                    epochs=20, lr=0.01, batch_size=32, checkpoint_suffix=".pt")
+    p.add_argument("--momentum", type=non_negative_float, default=0.9,
+                   help="SGD momentum (default: %(default)s)")
+    add_device_flag(p)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    device = select_device(args.device)
+    rng = seed_everything(args.seed)
+    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
+    data = to_device((x_train, y_train, x_test, y_test), device)
+    model = mlp().to(device)
+    config = dump_config(args, device=str(device), dtype="float32", optimizer="SGD",
+                         init="PyTorch default", architecture="784-128-ReLU-64-ReLU-10")
+    run = Run("nn_torch", "torch", config, args, save_checkpoint)
+    final = None
+    if args.eval_only:
+        final = evaluate_checkpoint(run, model, data, (y_train, y_test), args.checkpoint)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, (y_train, y_test), args.batch_size, rng)
+    run.finish(x_test, final)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, "nn_torch.py"))
