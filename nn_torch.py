@@ -22,7 +22,7 @@ from torch import nn
 from common.checkpoint import check_record, check_shapes, require_file
 from common.cli import make_parser, non_negative_float, run_main, seed_everything
 from common.data import load_splits
-from common.errors import UserError
+from common.errors import UsageError, UserError
 from common.io import atomic_path
 from common.run import Run, dump_config
 
@@ -41,7 +41,7 @@ def select_device(name):
     if name == "auto":
         name = next(d for d in ("cuda", "mps", "cpu") if available[d])
     if not available[name]:
-        raise UserError(f"--device {name}: no {name.upper()} device is available on this machine; "
+        raise UsageError(f"--device {name}: no {name.upper()} device is available on this machine; "
                         f"use --device cpu (or auto)")
     return torch.device(name)
 
@@ -67,7 +67,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, prog
 
 
 @torch.no_grad()
-def predict(model, images, batch_size=1000):
+def predict(model, images, batch_size=500):
     """Logits (N, 10) as a float32 NumPy array, computed in batches to bound memory."""
     model.eval()
     return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu().numpy()

@@ -1,0 +1,164 @@
+"""The report's CNN in pure NumPy, vectorized: conv(1->16) ReLU pool -> conv(16->32) ReLU pool -> linear(1568->10).
+
+    python cnn_numpy.py                          # the report's run: 5 epochs, lr 0.01, batch 16, SGD, Xavier init
+    python cnn_numpy.py --epochs 1 --limit-train 2000 --quiet
+    python cnn_numpy.py --eval-only              # redraw figures/cnn_numpy/ from checkpoints/cnn_numpy.npz
+
+The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
+SGD and the training loop are imported from there. Conv2d is im2col + one matrix product, with im2col and
+col2im built from k*k strided slice copies, so no Python loop runs over images, channels or pixels.
+
+Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but Conv2d's output is stored
+channel-major, (C, N, H, W) in memory, because that is what its matrix product produces. ReLU and MaxPool2d
+keep whatever memory order they are given, so the next Conv2d reads its input without a transpose copy.
+"""
+
+import sys
+
+import numpy as np
+
+from common.checkpoint import save_npz
+from common.cli import make_parser, run_main, seed_everything
+from common.data import load_splits
+from common.run import Run, dump_config
+from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, evaluate_checkpoint, fit,
+                      init_weights)
+
+
+class Conv2d:
+    """2-D convolution (cross-correlation, as torch.nn.Conv2d), stride 1, zero padding.
+
+    x: (N, C_in, H, W) -> (N, C_out, H + 2p - k + 1, W + 2p - k + 1), in the parameters' dtype.
+    W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward.
+    input_grad=False: backward returns None instead of dx (for a first layer, whose dx nobody uses).
+    """
+
+    params = ("W", "b")
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0, rng=None, dtype=np.float32,
+                 init="pytorch", input_grad=True):
+        dtype = np.dtype(dtype)
+        self.input_grad = input_grad
+        rng = rng if rng is not None else np.random.default_rng()
+        k = kernel_size
+        self.k, self.padding = k, padding
+        self.W, bound = init_weights((out_channels, in_channels, k, k), in_channels * k * k,
+                                     out_channels * k * k, init, rng, dtype)
+        self.b = rng.uniform(-bound, bound, out_channels).astype(dtype)
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        k, p = self.k, self.padding
+        hp, wp = h + 2 * p, w + 2 * p
+        ho, wo = hp - k + 1, wp - k + 1
+        # Zero-padded images, channel-major, each followed by one spare zero row, then flattened: the window
+        # at offset (i, j) is then the flat slice starting at i * wp + j, so im2col is k*k contiguous slice
+        # copies. The price: each output row is computed wp wide instead of wo; the k-1 extra columns are
+        # dropped below (and get zero gradient in backward).
+        padded = np.zeros((c, n, hp + 1, wp), dtype=self.W.dtype)
+        padded[:, :, p:p + h, p:p + w] = x.transpose(1, 0, 2, 3)
+        flat = padded.reshape(c, n, (hp + 1) * wp)
+        cols = np.empty((c, k, k, n, ho * wp), dtype=self.W.dtype)
+        for i in range(k):
+            for j in range(k):
+                cols[:, i, j] = flat[:, :, i * wp + j:i * wp + j + ho * wp]
+        self.cols = cols.reshape(c * k * k, n * ho * wp)  # (C_in*k*k, N*Ho*Wp)
+        self.x_shape = x.shape
+        out = self.W.reshape(len(self.W), -1) @ self.cols  # (C_out, N*Ho*Wp)
+        out += self.b[:, None]
+        # (N, C_out, Ho, Wo), stored channel-major
+        return out.reshape(-1, n, ho, wp)[:, :, :, :wo].transpose(1, 0, 2, 3)
+
+    def backward(self, dout):
+        n, c, h, w = self.x_shape
+        k, p = self.k, self.padding
+        hp, wp = h + 2 * p, w + 2 * p
+        ho, wo = dout.shape[2:]
+        d = np.zeros((len(self.W), n, ho, wp), dtype=dout.dtype)  # zero gradient for the extra columns
+        d[:, :, :, :wo] = dout.transpose(1, 0, 2, 3)
+        d = d.reshape(len(self.W), -1)  # (C_out, N*Ho*Wp)
+        self.dW = (self.cols @ d.T).T.reshape(self.W.shape)  # this operand order runs faster in BLAS here
+        self.db = d.sum(axis=1)
+        if not self.input_grad:
+            return None
+        dcols = (self.W.reshape(len(self.W), -1).T @ d).reshape(c, k, k, n, ho * wp)
+        dflat = np.zeros((c, n, (hp + 1) * wp), dtype=d.dtype)
+        for i in range(k):
+            for j in range(k):
+                dflat[:, :, i * wp + j:i * wp + j + ho * wp] += dcols[:, i, j]
+        return dflat.reshape(c, n, hp + 1, wp)[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3)
+
+
+class MaxPool2d:
+    """2x2 max pooling, stride 2 (odd trailing rows/columns dropped, as PyTorch).
+
+    x: (N, C, H, W) -> (N, C, H // 2, W // 2), same dtype and memory order as x.
+    The gradient of each window goes to exactly one element: the first maximum in row-major order
+    (top-left, top-right, bottom-left, bottom-right), which is what PyTorch does on ties.
+    """
+
+    params = ()
+
+    def __init__(self, kernel_size=2):
+        if kernel_size != 2:
+            raise ValueError("only 2x2 pooling is implemented")
+
+    def forward(self, x):
+        self.x = x
+        h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+        self.corners = [x[:, :, a:h:2, b:w:2] for a in (0, 1) for b in (0, 1)]
+        self.out = np.maximum(np.maximum(self.corners[0], self.corners[1]),
+                              np.maximum(self.corners[2], self.corners[3]))
+        return self.out
+
+    def backward(self, dout):
+        dx = np.zeros_like(self.x, dtype=dout.dtype)  # keeps x's memory order (channel-major after Conv2d)
+        h, w = self.x.shape[2] // 2 * 2, self.x.shape[3] // 2 * 2
+        unclaimed = np.ones(self.out.shape, dtype=bool)
+        for corner, (a, b) in zip(self.corners, ((0, 0), (0, 1), (1, 0), (1, 1))):
+            winner = unclaimed & (corner == self.out)
+            dx[:, :, a:h:2, b:w:2] = dout * winner
+            unclaimed &= ~winner
+        return dx
+
+
+def cnn(rng, dtype=np.float32):
+    """The report's CNN with Xavier/Glorot-uniform weights and zero biases."""
+    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init="xavier", input_grad=False),
+                      ReLU(), MaxPool2d(2),
+                      Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init="xavier"), ReLU(), MaxPool2d(2),
+                      Flatten(),
+                      Linear(32 * 7 * 7, 10, rng, dtype, init="xavier"))
+
+
+def build_parser():
+    p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
+                    epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating-point type of weights and activations (default: %(default)s)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    rng = seed_everything(args.seed)
+    dtype = np.dtype(args.dtype)
+    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
+    as_nchw = lambda images: images.astype(dtype, copy=False).reshape(len(images), 1, 28, 28)  # noqa: E731
+    data = (as_nchw(x_train), y_train, as_nchw(x_test), y_test)
+    model = cnn(rng, dtype)
+    config = dump_config(args, optimizer="SGD", momentum=0.0, init="Xavier/Glorot uniform, zero bias",
+                         architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-maxpool2-"
+                                      "linear(1568->10)")
+    run = Run("cnn_numpy", "numpy", config, args, save_npz)
+    final = None
+    if args.eval_only:
+        final = evaluate_checkpoint(run, model, data, args.checkpoint)
+    else:
+        fit(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args.batch_size, rng)
+    run.finish(x_test, final)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, "cnn_numpy.py"))

@@ -1,0 +1,175 @@
+"""cnn_numpy.py: Conv2d and MaxPool2d against finite differences (float64), the CNN against PyTorch."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnn_numpy import Conv2d, MaxPool2d, cnn
+from conftest import ROOT
+from gradcheck import numeric_gradient, random_indices, relative_error
+from nn_numpy import SGD, SoftmaxCrossEntropy
+from test_nn_numpy import check_layer
+
+TOL = 1e-6
+
+
+@pytest.mark.parametrize("n, c_in, c_out, size, padding", [(2, 1, 3, 5, 0), (3, 2, 4, 6, 1), (2, 3, 2, 4, 1),
+                                                           (1, 4, 5, 7, 2)])
+def test_conv2d_gradients_match_finite_differences(n, c_in, c_out, size, padding):
+    rng = np.random.default_rng(size + padding)
+    conv = Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=np.float64)
+    check_layer(conv, rng.standard_normal((n, c_in, size, size)), rng)
+
+
+def test_conv2d_output_shape_and_values_match_a_naive_loop():
+    rng = np.random.default_rng(0)
+    conv = Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((2, 2, 5, 4))
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = np.zeros((2, 3, 5, 4))
+    for n in range(2):
+        for o in range(3):
+            for i in range(5):
+                for j in range(4):
+                    expected[n, o, i, j] = (padded[n, :, i:i + 3, j:j + 3] * conv.W[o]).sum() + conv.b[o]
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_maxpool_gradient_matches_finite_differences_without_ties():
+    rng = np.random.default_rng(1)
+    x = rng.permutation(2 * 3 * 6 * 6).reshape(2, 3, 6, 6).astype(np.float64) / 10  # distinct values
+    check_layer(MaxPool2d(2), x, rng)
+
+
+def test_maxpool_sends_the_gradient_of_tied_windows_to_the_first_maximum_only():
+    pool = MaxPool2d(2)
+    x = np.array([[[[1.0, 1.0, 0.0, 2.0],
+                    [1.0, 1.0, 2.0, 2.0],
+                    [5.0, 3.0, 0.0, 0.0],
+                    [5.0, 5.0, 0.0, 0.0]]]])
+    assert pool.forward(x).tolist() == [[[[1.0, 2.0], [5.0, 0.0]]]]
+    dx = pool.backward(np.array([[[[10.0, 20.0], [30.0, 40.0]]]]))
+    assert dx.tolist() == [[[[10.0, 0.0, 0.0, 20.0],
+                             [0.0, 0.0, 0.0, 0.0],
+                             [30.0, 0.0, 40.0, 0.0],
+                             [0.0, 0.0, 0.0, 0.0]]]]
+
+
+def test_maxpool_ties_match_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, (2, 3, 6, 7)).astype(np.float64)  # many ties; odd width is cropped
+    dout = rng.standard_normal((2, 3, 3, 3))
+    pool = MaxPool2d(2)
+    out = pool.forward(x)
+    dx = pool.backward(dout)
+    tx = torch.from_numpy(x).requires_grad_()
+    t_out = torch.nn.functional.max_pool2d(tx, 2)
+    t_out.backward(torch.from_numpy(dout))
+    np.testing.assert_array_equal(out, t_out.detach().numpy())
+    np.testing.assert_array_equal(dx, tx.grad.numpy())
+
+
+def test_layers_accept_any_memory_order():
+    """Conv2d returns channel-major arrays; the same layers must also work on plain C-ordered input."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 6))
+    for layer in (Conv2d(3, 2, 3, padding=1, rng=rng, dtype=np.float64), MaxPool2d(2)):
+        a = layer.forward(x)
+        b = layer.forward(np.asfortranarray(x))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_whole_cnn_parameter_gradients_match_finite_differences():
+    rng = np.random.default_rng(4)
+    model, loss_fn = cnn(rng, np.float64), SoftmaxCrossEntropy()
+    x, y = rng.random((2, 1, 28, 28)), np.array([7, 2])
+    loss = lambda: float(loss_fn.forward(model.forward(x), y))  # noqa: E731
+    loss()
+    model.backward(loss_fn.backward())
+    for layer, name in model.parameters():
+        analytic = getattr(layer, "d" + name).copy()
+        indices = random_indices(analytic.shape, 25, rng)
+        numeric = numeric_gradient(loss, getattr(layer, name), indices=indices)
+        assert relative_error([analytic[i] for i in indices], [numeric[i] for i in indices]) < TOL, name
+
+
+def copy_into_torch(model, reference):
+    import torch
+    with torch.no_grad():
+        for i, layer in enumerate(model.layers):
+            if layer.params:
+                weight = layer.W if layer.W.ndim == 4 else layer.W.T  # Linear stores (in, out)
+                reference[i].weight.copy_(torch.from_numpy(weight))
+                reference[i].bias.copy_(torch.from_numpy(layer.b))
+
+
+def test_cnn_matches_pytorch_logits_loss_and_gradients_in_float64():
+    torch = pytest.importorskip("torch")
+    import cnn_torch
+
+    rng = np.random.default_rng(5)
+    model, loss_fn = cnn(rng, np.float64), SoftmaxCrossEntropy()
+    reference = cnn_torch.cnn().double()
+    copy_into_torch(model, reference)
+    x, y = rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)
+    logits = model.forward(x)
+    loss = loss_fn.forward(logits, y)
+    model.backward(loss_fn.backward())
+    t_logits = reference(torch.from_numpy(x))
+    t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(y))
+    t_loss.backward()
+    assert relative_error(logits, t_logits.detach().numpy()) < 1e-5
+    assert loss == pytest.approx(t_loss.item(), rel=1e-5)
+    for i, layer in enumerate(model.layers):
+        if layer.params:
+            t_grad = reference[i].weight.grad.numpy()
+            assert relative_error(layer.dW, t_grad if layer.W.ndim == 4 else t_grad.T) < 1e-5
+            assert relative_error(layer.db, reference[i].bias.grad.numpy()) < 1e-5
+
+
+def test_a_few_sgd_steps_give_the_same_weights_as_pytorch():
+    torch = pytest.importorskip("torch")
+    import cnn_torch
+
+    rng = np.random.default_rng(6)
+    model, loss_fn = cnn(rng, np.float64), SoftmaxCrossEntropy()
+    reference = cnn_torch.cnn().double()
+    copy_into_torch(model, reference)
+    optimizer, t_optimizer = SGD(model, 0.05), torch.optim.SGD(reference.parameters(), lr=0.05)
+    for _ in range(5):
+        x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+        loss_fn.forward(model.forward(x), y)
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        t_optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        t_optimizer.step()
+    for i, layer in enumerate(model.layers):
+        if layer.params:
+            t_weight = reference[i].weight.detach().numpy()
+            assert relative_error(layer.W, t_weight if layer.W.ndim == 4 else t_weight.T) < 1e-5
+            assert relative_error(layer.b, reference[i].bias.detach().numpy()) < 1e-5
+
+
+def test_float32_cnn_stays_float32():
+    rng = np.random.default_rng(7)
+    model = cnn(rng)
+    out = model.forward(rng.random((3, 1, 28, 28)).astype(np.float32))
+    assert out.dtype == np.float32 and out.shape == (3, 10)
+
+
+def test_xavier_initialisation_bounds():
+    model = cnn(np.random.default_rng(8), np.float64)
+    conv2, linear = model.layers[3], model.layers[7]
+    assert np.abs(conv2.W).max() <= np.sqrt(6 / (16 * 9 + 32 * 9))
+    assert np.abs(linear.W).max() <= np.sqrt(6 / (1568 + 10))
+    assert not conv2.b.any() and not linear.b.any()
+
+
+def test_importing_cnn_numpy_does_not_import_torch():
+    code = "import sys, cnn_numpy; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
