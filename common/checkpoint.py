@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import UserError
+from common.errors import UsageError, UserError
 from common.io import atomic_path
 
 FORMAT = 1
@@ -26,7 +26,7 @@ def interrupted_path(path):
 def require_file(path):
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; train first (without --eval-only) or pass --checkpoint")
+        raise UsageError(f"no checkpoint at {path}; train first (without --eval-only) or pass --checkpoint")
     return path
 
 
@@ -54,8 +54,8 @@ def save_npz(path, state, record, iteration_losses):
     arrays = {f"state/{name}": value for name, value in state.items()}
     arrays["record"] = np.array(json.dumps(record))
     arrays["iteration_losses"] = np.asarray(iteration_losses, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no ".npz" to its name
+        np.savez(f, **arrays)
 
 
 def load_npz(path, model):

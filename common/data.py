@@ -70,6 +70,8 @@ def search_dirs(root=None):
     """The folders to look in, in order of preference; the first one is where downloads go."""
     dirs = []
     if root is not None:
+        if Path(root).exists() and not Path(root).is_dir():
+            raise DataError(f"--data-dir {root} is not a folder; point it at the folder holding the four MNIST files")
         dirs.append(Path(root))
     env = os.environ.get("MNIST_DIR")
     if env:

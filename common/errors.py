@@ -12,3 +12,9 @@ class UserError(Exception):
 
 class DataError(UserError):
     """MNIST files missing, malformed, corrupt, or not downloadable."""
+
+
+class UsageError(UserError):
+    """A flag the user must change: a missing device, an unusable --out-dir, --eval-only without a checkpoint."""
+
+    exit_code = 2

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UsageError, UserError
 
 
 @contextlib.contextmanager
@@ -53,9 +53,12 @@ def write_text(path, text):
 def check_writable(folder, what):
     """Fail early, before any training, if ``folder`` cannot hold our outputs."""
     folder = Path(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{what} {folder}: {parent} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise UserError(f"cannot write to {what} {folder}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write to {what} {folder}: {e.strerror or e}") from None

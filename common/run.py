@@ -25,7 +25,7 @@ import numpy as np
 
 from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
-from common.errors import UserError
+from common.errors import UsageError, UserError
 from common.io import check_writable, write_json
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
@@ -95,6 +95,8 @@ class Run:
         self.save_checkpoint = save_checkpoint
         check_writable(self.dir, "--out-dir")
         if not args.eval_only:
+            if self.checkpoint.is_dir():
+                raise UsageError(f"--checkpoint {self.checkpoint} is a folder; give the path of a file")
             check_writable(self.checkpoint.parent, "the checkpoint folder")
         self.history, self.iteration_losses = [], []
         self.state = self.last = None
