@@ -1,0 +1,269 @@
+"""Everything a user can get wrong, driven through the real scripts: one clear line on stderr, the right exit
+code (2 for the command line, 1 otherwise, 130 for Ctrl-C), no traceback, and no good output lost."""
+
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, Server, run_script, write_idx, write_tiny_split
+
+QUICK = ["--epochs", "1", "--limit-train", "500", "--quiet"]
+NO_DATA_ENV = {"MNIST_DIR": None, "MNIST_MIRROR": "http://127.0.0.1:9/mnist/", "MNIST_TIMEOUT": "5"}
+
+
+def expect_error(result, code, pattern):
+    """Exit ``code``, exactly one line on stderr matching ``pattern``, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def run_in(folder, script, *args, env=None):
+    """Run a script from ``folder`` (so ./data is that folder's), with no MNIST_DIR unless given."""
+    return run_script(ROOT / f"{script}.py", *args, cwd=folder, env={**NO_DATA_ENV, **(env or {})})
+
+
+def real_train_tiny_test(folder, mnist_dir):
+    """The real training files beside a tiny, well-formed test split (whose checksums cannot match)."""
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (folder / name).symlink_to(mnist_dir / name)
+    write_tiny_split(folder, "test")
+    return folder
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+def test_missing_files_offline(tmp_path):
+    expect_error(run_in(tmp_path, "nn_numpy", *QUICK), 1,
+                 r"^nn_numpy.py: error: could not download .*train-images-idx3-ubyte.gz .*offline, put the four "
+                 r"MNIST files in data or set MNIST_DIR")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("corrupt, pattern", [
+    (lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28)), magic=2049), "wrong IDX magic"),
+    (lambda d: (d / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+        gzip.decompress((d / "t10k-images-idx3-ubyte.gz").read_bytes())[:-7])), "payload has .* bytes"),
+    (lambda d: (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"plain text"), "is not a gzip file"),
+    (lambda d: write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(3)), "holds 5 images but .* holds 3 labels"),
+    (lambda d: write_idx(d / "t10k-labels-idx1-ubyte.gz", [0, 1, 2, 3, 11]), "label 11 out of range"),
+    (lambda d: None, "checksum mismatch .*delete it and run again"),
+], ids=["wrong-magic", "truncated", "not-gzip", "count-mismatch", "label-range", "checksum"])
+def test_bad_data_files(tmp_path, mnist_dir, corrupt, pattern):
+    data = real_train_tiny_test(tmp_path / "mnist", mnist_dir)
+    corrupt(data)
+    expect_error(run_in(tmp_path, "nn_numpy", *QUICK, "--data-dir", data), 1, pattern)
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    expect_error(run_in(tmp_path, "cnn_numpy", *QUICK, "--data-dir", tmp_path / "file"), 1,
+                 r"--data-dir .*file is not a folder")
+
+
+def test_mnist_dir_pointing_to_nothing(tmp_path):
+    expect_error(run_in(tmp_path, "nn_numpy", *QUICK, env={"MNIST_DIR": str(tmp_path / "gone")}), 1,
+                 r"MNIST_DIR=.*gone is not a folder")
+
+
+# --- downloads -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mirror(mnist_dir):
+    server = Server({p.name: p.read_bytes() for p in mnist_dir.glob("*-ubyte.gz")})
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("behaviour, pattern", [("404", r"HTTP 404"), ("drop", r"could not download|broke off"),
+                                                ("stall", r"no data for 1 s")])
+def test_download_failures_leave_nothing_behind(tmp_path, mirror, behaviour, pattern):
+    mirror.behaviour["train-images-idx3-ubyte.gz"] = behaviour
+    result = run_in(tmp_path, "nn_numpy", *QUICK, env={"MNIST_MIRROR": mirror.url, "MNIST_TIMEOUT": "1"})
+    expect_error(result, 1, pattern)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_interrupt_during_download_leaves_no_partial_file(tmp_path, mirror):
+    mirror.behaviour["train-images-idx3-ubyte.gz"] = "stall"
+    env = {**os.environ, **{k: v for k, v in NO_DATA_ENV.items() if v}, "MNIST_MIRROR": mirror.url,
+           "MNIST_TIMEOUT": "30"}
+    env.pop("MNIST_DIR", None)
+    child = subprocess.Popen([sys.executable, ROOT / "nn_numpy.py", *QUICK], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not list((tmp_path / "data").glob(".train-images*.part")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list((tmp_path / "data").glob(".train-images*.part")), "the download never started"
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=10)
+    assert child.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"])
+@pytest.mark.parametrize("flags, pattern", [
+    (["--epochs", "0"], r"argument --epochs: must be greater than 0"),
+    (["--batch-size", "-4"], r"argument --batch-size: must be greater than 0"),
+    (["--lr", "0"], r"argument --lr: must be a finite number greater than 0"),
+    (["--lr", "abc"], r"argument --lr: expected a number, got 'abc'"),
+    (["--limit-train", "70000"], r"argument --limit-train: the training set has 60000 images"),
+], ids=["epochs", "batch-size", "lr", "not-a-number", "limit-train"])
+def test_bad_flags(script, flags, pattern):
+    expect_error(run_script(f"{script}.py", *flags), 2, rf"^{script}.py: error: {pattern}")
+
+
+@pytest.mark.parametrize("script", ["nn_torch", "cnn_torch"])
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_absent_device(script, device):
+    torch = pytest.importorskip("torch")
+    if (device == "cuda" and torch.cuda.is_available()) or (device == "mps" and torch.backends.mps.is_available()):
+        pytest.skip(f"this machine has {device}")
+    expect_error(run_script(f"{script}.py", "--device", device), 2,
+                 rf"--device {device}: no {device.upper()} device is available")
+
+
+@pytest.mark.parametrize("script", ["nn_numpy", "cnn_torch"])
+def test_out_dir_that_is_a_file(tmp_path, mnist_dir, script):
+    (tmp_path / "taken").write_text("x")
+    expect_error(run_script(f"{script}.py", *QUICK, "--out-dir", tmp_path / "taken"), 2,
+                 r"--out-dir .*taken is a file, not a folder")
+
+
+def test_out_dir_not_writable(mnist_dir):
+    expect_error(run_script("nn_numpy.py", *QUICK, "--out-dir", "/proc/kit-figures"), 2,
+                 r"cannot write to --out-dir /proc/kit-figures")
+
+
+@pytest.mark.parametrize("script", ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"])
+def test_eval_only_without_checkpoint(tmp_path, mnist_dir, script):
+    expect_error(run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path,
+                            "--checkpoint", tmp_path / "none"), 2, r"no checkpoint at .*none; train first")
+
+
+# --- training ----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_runs(tmp_path_factory, mnist_dir):
+    """A finished quick run of each script: its outputs must survive every later failure."""
+    folder = tmp_path_factory.mktemp("good")
+    for script in ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"):
+        result = run_script(f"{script}.py", *QUICK, "--out-dir", folder / "figures",
+                            "--checkpoint", folder / "checkpoints" / script)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("script, lr", [("nn_numpy", "1e4"), ("nn_torch", "1e4"), ("cnn_numpy", "1e10"),
+                                        ("cnn_torch", "1e30")])
+def test_diverging_loss_stops_at_once_and_keeps_earlier_outputs(good_runs, script, lr):
+    before = snapshot(good_runs)
+    result = run_script(f"{script}.py", *QUICK, "--lr", lr, "--out-dir", good_runs / "figures",
+                        "--checkpoint", good_runs / "checkpoints" / script)
+    expect_error(result, 1, rf"training loss became (nan|inf) at epoch 1, step \d+; the learning rate "
+                            rf"\(--lr {re.escape(f'{float(lr):g}')}\) is too high")
+    assert snapshot(good_runs) == before
+
+
+@pytest.mark.parametrize("script", ["nn_numpy", "cnn_torch"])
+def test_ctrl_c_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs, script, tmp_path):
+    before = snapshot(good_runs)
+    child = subprocess.Popen([sys.executable, ROOT / f"{script}.py", "--epochs", "100", "--limit-train", "1000",
+                              "--quiet", "--out-dir", good_runs / "figures",
+                              "--checkpoint", good_runs / "checkpoints" / script],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = child.stdout.readline()
+    assert line.startswith("epoch  1/100"), line + child.stderr.read()
+    child.send_signal(signal.SIGINT)
+    sent = time.time()
+    _, stderr = child.communicate(timeout=30)
+    assert time.time() - sent < 5
+    assert child.returncode == 130, stderr
+    assert "Traceback" not in stderr and re.search(r"interrupted during epoch \d+; epoch \d+'s results are in", stderr)
+    record_path = good_runs / "figures" / script / "metrics.interrupted.json"
+    record = json.loads(record_path.read_text())
+    assert record["interrupted"] is True and record["history"][-1]["epoch"] >= 1
+    suffix = ".npz" if "numpy" in script else ".pt"
+    kept = good_runs / "checkpoints" / f"{script}.interrupted"
+    assert kept.exists() or kept.with_suffix(".interrupted" + suffix).exists()
+    after = snapshot(good_runs)
+    assert {k: v for k, v in after.items() if k in before} == before  # every earlier file untouched
+    record_path.unlink()
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script, other", [("nn_numpy", "cnn_numpy"), ("cnn_numpy", "nn_numpy"),
+                                           ("nn_torch", "cnn_torch"), ("cnn_torch", "nn_torch")])
+def test_checkpoint_of_the_other_model(good_runs, tmp_path, script, other):
+    result = run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path,
+                        "--checkpoint", good_runs / "checkpoints" / other)
+    expect_error(result, 1, rf"is a checkpoint of {other}, not of {script}")
+
+
+def test_numpy_checkpoint_with_other_shapes(good_runs, tmp_path):
+    from common.checkpoint import load_npz, save_npz
+
+    state, record, losses = load_npz(good_runs / "checkpoints" / "nn_numpy", "nn_numpy")
+    state["3.W"] = state["3.W"][:, :32]
+    save_npz(tmp_path / "bad.npz", state, record, losses)
+    expect_error(run_script("nn_numpy.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                            tmp_path / "bad.npz"), 1, r"3.W has shape \(128, 32\), this model needs \(128, 64\)")
+
+
+def test_torch_checkpoint_with_other_shapes(good_runs, tmp_path):
+    torch = pytest.importorskip("torch")
+    payload = torch.load(good_runs / "checkpoints" / "cnn_torch", weights_only=True)
+    payload["state_dict"]["3.weight"] = payload["state_dict"]["3.weight"][:8]
+    torch.save(payload, tmp_path / "bad.pt")
+    expect_error(run_script("cnn_torch.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                            tmp_path / "bad.pt"), 1, r"3.weight has shape \(8, 16, 3, 3\), this model needs")
+
+
+@pytest.mark.parametrize("script", ["cnn_numpy", "nn_torch"])
+def test_corrupted_checkpoint(good_runs, tmp_path, script):
+    data = (good_runs / "checkpoints" / script).read_bytes()
+    (tmp_path / "broken").write_bytes(data[:len(data) // 2])
+    expect_error(run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                            tmp_path / "broken"), 1, r"is not a readable checkpoint")
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/kit-pwned",))
+
+
+def test_a_pickled_object_in_a_torch_checkpoint_is_never_run(tmp_path, mnist_dir):
+    torch = pytest.importorskip("torch")
+    torch.save({"state_dict": {}, "record": Exploit(), "iteration_losses": torch.zeros(1)}, tmp_path / "evil.pt")
+    expect_error(run_script("nn_torch.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                            tmp_path / "evil.pt"), 1, r"is not a readable checkpoint")
+    assert not os.path.exists("/tmp/kit-pwned")
+
+
+def test_an_object_array_in_a_numpy_checkpoint_is_refused(tmp_path, mnist_dir):
+    np.savez(tmp_path / "evil.npz", record=np.array([{"a": 1}], dtype=object))
+    expect_error(run_script("nn_numpy.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                            tmp_path / "evil.npz"), 1, r"is not a readable checkpoint")
+
+
+def test_reproduce_bad_flag_is_one_line():
+    expect_error(run_script("reproduce.py", "--seeds", "0"), 2, r"argument --seeds: must be greater than 0")
