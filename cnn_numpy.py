@@ -6,7 +6,7 @@
 
 The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
 SGD and the training loop are imported from there. Conv2d is im2col + one matrix product, with im2col and
-col2im built from k*k strided slice copies, so no Python loop runs over images, channels or pixels.
+col2im built from k*k slice copies, so no Python loop runs over images, channels or pixels.
 
 Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but Conv2d's output is stored
 channel-major, (C, N, H, W) in memory, because that is what its matrix product produces. ReLU and MaxPool2d
@@ -21,8 +21,8 @@ from common.checkpoint import save_npz
 from common.cli import make_parser, run_main, seed_everything
 from common.data import load_splits
 from common.run import Run, dump_config
-from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, evaluate_checkpoint, fit,
-                      init_weights)
+from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, init_weights,
+                      train_or_evaluate)
 
 
 class Conv2d:
@@ -135,8 +135,7 @@ def cnn(rng, dtype=np.float32):
 def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
                     epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="floating-point type of weights and activations (default: %(default)s)")
+    add_dtype_flag(p)
     return p
 
 
@@ -147,17 +146,12 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
     as_nchw = lambda images: images.astype(dtype, copy=False).reshape(len(images), 1, 28, 28)  # noqa: E731
     data = (as_nchw(x_train), y_train, as_nchw(x_test), y_test)
-    model = cnn(rng, dtype)
     config = dump_config(args, optimizer="SGD", momentum=0.0, init="Xavier/Glorot uniform, zero bias",
                          architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-maxpool2-"
                                       "linear(1568->10)")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
-    final = None
-    if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, args.checkpoint)
-    else:
-        fit(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args.batch_size, rng)
-    run.finish(x_test, final)
+    model = cnn(rng, dtype)
+    train_or_evaluate(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args, rng)
 
 
 if __name__ == "__main__":

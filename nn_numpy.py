@@ -200,11 +200,25 @@ def evaluate_checkpoint(run, model, data, checkpoint):
     return run.evaluate(predict(model, x_train), y_train, predict(model, x_test), y_test)
 
 
+def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng):
+    """Train (or, with --eval-only, load the checkpoint instead), then write every output."""
+    final = None
+    if args.eval_only:
+        final = evaluate_checkpoint(run, model, data, args.checkpoint)
+    else:
+        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng)
+    run.finish(data[2].reshape(-1, 28, 28), final)
+
+
+def add_dtype_flag(parser):
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="floating-point type of weights and activations (default: %(default)s)")
+
+
 def build_parser():
     p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
                     epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="floating-point type of weights and activations (default: %(default)s)")
+    add_dtype_flag(p)
     return p
 
 
@@ -214,16 +228,11 @@ def main(argv=None):
     dtype = np.dtype(args.dtype)
     x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
     data = (x_train.astype(dtype, copy=False), y_train, x_test.astype(dtype, copy=False), y_test)
-    model = mlp(rng, dtype)
     config = dump_config(args, optimizer="SGD", momentum=0.0, init="PyTorch default: U(+-1/sqrt(fan_in))",
                          architecture="784-128-ReLU-64-ReLU-10")
     run = Run("nn_numpy", "numpy", config, args, save_npz)
-    final = None
-    if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, args.checkpoint)
-    else:
-        fit(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args.batch_size, rng)
-    run.finish(x_test, final)
+    model = mlp(rng, dtype)
+    train_or_evaluate(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args, rng)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,19 @@ def evaluate_checkpoint(run, model, data, labels, checkpoint):
     return run.evaluate(predict(model, data[0]), labels[0], predict(model, data[2]), labels[1])
 
 
+def train_or_evaluate(run, model, optimizer, data, labels, args, rng):
+    """Train (or, with --eval-only, load the checkpoint instead), then write every output.
+
+    data: (x_train, y_train, x_test, y_test) device tensors; labels: the NumPy (y_train, y_test).
+    """
+    final = None
+    if args.eval_only:
+        final = evaluate_checkpoint(run, model, data, labels, args.checkpoint)
+    else:
+        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, labels, args.batch_size, rng)
+    run.finish(data[2].reshape(-1, 28, 28).cpu().numpy(), final)
+
+
 def add_device_flag(parser):
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where to train: auto = cuda, else mps, else cpu (default: %(default)s)")
@@ -144,13 +157,8 @@ def main(argv=None):
     config = dump_config(args, device=str(device), dtype="float32", optimizer="SGD",
                          init="PyTorch default", architecture="784-128-ReLU-64-ReLU-10")
     run = Run("nn_torch", "torch", config, args, save_checkpoint)
-    final = None
-    if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, (y_train, y_test), args.checkpoint)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, (y_train, y_test), args.batch_size, rng)
-    run.finish(x_test, final)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    train_or_evaluate(run, model, optimizer, data, (y_train, y_test), args, rng)
 
 
 if __name__ == "__main__":

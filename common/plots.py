@@ -7,6 +7,7 @@
 """
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -54,6 +55,7 @@ def plot_loss(path, title, history, iteration_losses):
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss (log scale)")
         ax.set_xlim(0, max(epochs, default=1) + 0.2)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()

@@ -101,6 +101,7 @@ class Run:
         self.history, self.iteration_losses = [], []
         self.state = self.last = None
         self.eval_only = args.eval_only
+        self.trained_seconds = None
         self.started = time.perf_counter()
 
     # --- training -------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class Run:
         self.state = state
         print(f"epoch {progress.epoch:>2}/{self.epochs_total}  train loss {entry['train_loss']:.4f} "
               f"acc {entry['train_acc']:.2%}  test loss {entry['test_loss']:.4f} acc {entry['test_acc']:.2%}  "
-              f"{entry['seconds']:.1f} s", flush=True)
+              f"{entry['seconds']:.2f} s", flush=True)
 
     def evaluate(self, train_logits, train_labels, test_logits, test_labels):
         self.last = (test_logits, test_labels)
@@ -155,22 +156,27 @@ class Run:
 
     # --- evaluation only --------------------------------------------------------------------------------
     def restore(self, record, iteration_losses):
-        """Take config and history from a checkpoint's record, for --eval-only."""
+        """Take config, history and training time from a checkpoint's record, for --eval-only."""
         self.config = {**record["config"], "eval_only": True}
         self.history = record["history"]
+        self.trained_seconds = record.get("seconds_total")
         self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
 
     # --- outputs ----------------------------------------------------------------------------------------
     def checkpoint_record(self):
         return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
-                "history": self.history}
+                "history": self.history, "seconds_total": self.elapsed()}
+
+    def elapsed(self):
+        return time.perf_counter() - self.started
 
     def record(self, final, interrupted=False, confusion=None):
         out = {"model": self.model, "framework": self.framework, "config": self.config,
                "history": self.history,
                "final": {k: final[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-               "confusion_matrix": confusion,
-               "seconds_total": time.perf_counter() - self.started, "versions": versions()}
+               "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions()}
+        if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
+            out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
         if interrupted:
             out["interrupted"] = True
         return out
@@ -193,7 +199,7 @@ class Run:
         write_json(self.dir / "metrics.json", record)
         where = f"{self.dir}/" + ("" if self.eval_only else f" and {self.checkpoint}")
         print(f"{self.model}: test accuracy {final['test_acc']:.2%}, test loss {final['test_loss']:.4f}; "
-              f"{record['seconds_total']:.1f} s; outputs in {where}", flush=True)
+              f"{self.elapsed():.1f} s; outputs in {where}", flush=True)
         return record
 
 

@@ -1,10 +1,8 @@
 """common/data.py: the real MNIST byte-exact, every malformed input refused, downloads safe."""
 
 import gzip
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
