@@ -267,3 +267,9 @@ def test_an_object_array_in_a_numpy_checkpoint_is_refused(tmp_path, mnist_dir):
 
 def test_reproduce_bad_flag_is_one_line():
     expect_error(run_script("reproduce.py", "--seeds", "0"), 2, r"argument --seeds: must be greater than 0")
+
+
+def test_checkpoint_path_that_is_a_folder_fails_before_training(tmp_path, mnist_dir):
+    (tmp_path / "ck").mkdir()
+    expect_error(run_script("nn_numpy.py", *QUICK, "--out-dir", tmp_path, "--checkpoint", tmp_path / "ck"), 2,
+                 r"--checkpoint .*ck is a folder; give the path of a file")

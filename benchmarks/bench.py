@@ -1,0 +1,159 @@
+"""Training-epoch speed of the NumPy models against their PyTorch twins, measured side by side in one run.
+
+    python benchmarks/bench.py                   # full epochs, 3 interleaved rounds (a few minutes)
+    python benchmarks/bench.py --steps 300       # time 300 batches per round instead of whole epochs
+
+Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the
+scripts' own train_epoch functions; the order alternates between rounds, and the fastest round of each
+counts, so a noisy neighbour on a shared machine hurts both sides alike. Also timed: the naive
+convolution of the report (Python loops over images, channels and output pixels) on a few batches, to
+show what vectorising bought. Timings live here, never in unit tests.
+"""
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cnn_numpy  # noqa: E402
+import cnn_torch  # noqa: E402
+import nn_numpy  # noqa: E402
+import nn_torch  # noqa: E402
+from common.data import load_splits  # noqa: E402
+from common.run import EpochProgress  # noqa: E402
+
+
+def numpy_trainer(build, lr, images, labels, batch_size, seed=0):
+    rng = np.random.default_rng(seed)
+    model = build(rng)
+    loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, lr)
+
+    def epoch(n):
+        progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=lr)
+        nn_numpy.train_epoch(model, loss_fn, optimizer, images[:n], labels[:n], batch_size, rng, progress)
+    return epoch
+
+
+def torch_trainer(build, make_optimizer, images, labels, batch_size, seed=0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build()
+    loss_fn, optimizer = torch.nn.CrossEntropyLoss(), make_optimizer(model.parameters())
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def epoch(n):
+        progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=0)
+        nn_torch.train_epoch(model, loss_fn, optimizer, x[:n], y[:n], batch_size, rng, progress)
+    return epoch
+
+
+def race(name_a, epoch_a, name_b, epoch_b, n, rounds):
+    """Interleaved rounds; returns the fastest time of each."""
+    best = {name_a: math.inf, name_b: math.inf}
+    for r in range(rounds):
+        pair = [(name_a, epoch_a), (name_b, epoch_b)]
+        for name, epoch in (pair if r % 2 == 0 else pair[::-1]):
+            start = time.perf_counter()
+            epoch(n)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best[name_a], best[name_b]
+
+
+# --- the report's convolution: Python loops over images, channels and output pixels -------------------------
+
+def naive_conv_forward(x, W, b, padding):
+    n_images, channels, h, w = x.shape
+    out_channels, _, k, _ = W.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.zeros((n_images, out_channels, h + 2 * padding - k + 1, w + 2 * padding - k + 1), x.dtype)
+    for n in range(n_images):
+        for o in range(out_channels):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    out[n, o, i, j] = np.sum(xp[n, :, i:i + k, j:j + k] * W[o]) + b[o]
+    return out
+
+
+def naive_conv_backward(x, W, dout, padding):
+    n_images, _, h, w = x.shape
+    k = W.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dxp, dW = np.zeros_like(xp), np.zeros_like(W)
+    for n in range(n_images):
+        for o in range(W.shape[0]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    g = dout[n, o, i, j]
+                    dW[o] += g * xp[n, :, i:i + k, j:j + k]
+                    dxp[n, :, i:i + k, j:j + k] += g * W[o]
+    return dxp[:, :, padding:padding + h, padding:padding + w], dW, dout.sum(axis=(0, 2, 3))
+
+
+def conv_layers_time(images, batch_size, batches, naive):
+    """Seconds per batch for both convolutions of the CNN, forward and backward, naive or vectorised."""
+    rng = np.random.default_rng(0)
+    convs = [cnn_numpy.Conv2d(1, 16, 3, 1, rng), cnn_numpy.Conv2d(16, 32, 3, 1, rng)]
+    inputs = [images[:batch_size].reshape(-1, 1, 28, 28),
+              rng.random((batch_size, 16, 14, 14), dtype=np.float32)]
+    start = time.perf_counter()
+    for _ in range(batches):
+        for conv, x in zip(convs, inputs):
+            if naive:
+                out = naive_conv_forward(x, conv.W, conv.b, 1)
+                naive_conv_backward(x, conv.W, np.ones_like(out), 1)
+            else:
+                out = conv.forward(x)
+                conv.backward(np.ones_like(out))
+    return (time.perf_counter() - start) / batches
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per pair (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="batches per round instead of a whole epoch (default: whole epochs)")
+    p.add_argument("--naive-batches", type=int, default=2,
+                   help="batches timed with the naive convolution (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
+    args = p.parse_args()
+
+    x_train, y_train, _, _ = load_splits(args.data_dir)
+    images = x_train.reshape(-1, 1, 28, 28)
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, NumPy {np.__version__}, PyTorch {torch.__version__} "
+          f"({torch.get_num_threads()} threads); fastest of {args.rounds} interleaved rounds")
+    print("| pair | batch | NumPy s/epoch | PyTorch s/epoch | NumPy / PyTorch |")
+    print("|---|---|---|---|---|")
+    pairs = [("MLP", 32, lambda bs: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs),
+              lambda bs: torch_trainer(nn_torch.mlp, lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9),
+                                       x_train, y_train, bs)),
+             ("CNN", 16, lambda bs: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs),
+              lambda bs: torch_trainer(cnn_torch.cnn, lambda ps: torch.optim.Adam(ps, 1e-3), images, y_train, bs)),
+             ("CNN", 32, None, None)]
+    for i, (name, batch_size, make_numpy, make_torch) in enumerate(pairs):
+        if make_numpy is None:
+            make_numpy, make_torch = pairs[i - 1][2], pairs[i - 1][3]
+        n = len(x_train) if args.steps is None else min(len(x_train), args.steps * batch_size)
+        t_numpy, t_torch = race("numpy", make_numpy(batch_size), "torch", make_torch(batch_size), n, args.rounds)
+        scale = len(x_train) / n
+        print(f"| {name} | {batch_size} | {t_numpy * scale:.2f} | {t_torch * scale:.2f} | "
+              f"{t_numpy / t_torch:.2f} |", flush=True)
+
+    naive = conv_layers_time(x_train, 16, args.naive_batches, naive=True)
+    fast = conv_layers_time(x_train, 16, 50, naive=False)
+    steps = len(x_train) // 16
+    print(f"\nCNN convolutions (forward + backward, both layers), batch 16: naive loops {naive:.2f} s/batch "
+          f"(= {naive * steps / 3600:.1f} h per epoch), vectorised {fast * 1e3:.2f} ms/batch "
+          f"(= {fast * steps:.1f} s per epoch): {naive / fast:,.0f}x faster")
+
+
+if __name__ == "__main__":
+    main()
