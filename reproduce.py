@@ -176,6 +176,7 @@ def noise_section(records):
 
 def plot_comparison(path, records):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -189,6 +190,7 @@ def plot_comparison(path, records):
             history = records[model][0]["history"]
             left.plot([h["epoch"] for h in history], [h["test_loss"] for h in history], "o-", markersize=3,
                       label=LABELS[model])
+        left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         left.set_xlabel("epoch")
         left.set_ylabel("test cross-entropy loss")
         left.set_title("Test loss per epoch (seed 0)")

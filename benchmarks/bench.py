@@ -27,6 +27,7 @@ import cnn_numpy  # noqa: E402
 import cnn_torch  # noqa: E402
 import nn_numpy  # noqa: E402
 import nn_torch  # noqa: E402
+from common.cli import run_main  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.run import EpochProgress  # noqa: E402
 
@@ -42,10 +43,11 @@ def numpy_trainer(build, lr, images, labels, batch_size, seed=0):
     return epoch
 
 
-def torch_trainer(build, make_optimizer, images, labels, batch_size, seed=0):
+def torch_trainer(build, make_optimizer, images, labels, batch_size, seed=0, memory_format=None):
+    """memory_format: as the script sets it (cnn_torch.py: channels_last), or None for plain NCHW."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build()
+    model = build() if memory_format is None else build().to(memory_format=memory_format)
     loss_fn, optimizer = torch.nn.CrossEntropyLoss(), make_optimizer(model.parameters())
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
 
@@ -132,15 +134,18 @@ def main():
           f"({torch.get_num_threads()} threads); fastest of {args.rounds} interleaved rounds")
     print("| pair | batch | NumPy s/epoch | PyTorch s/epoch | NumPy / PyTorch |")
     print("|---|---|---|---|---|")
-    pairs = [("MLP", 32, lambda bs: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs),
-              lambda bs: torch_trainer(nn_torch.mlp, lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9),
-                                       x_train, y_train, bs)),
-             ("CNN", 16, lambda bs: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs),
-              lambda bs: torch_trainer(cnn_torch.cnn, lambda ps: torch.optim.Adam(ps, 1e-3), images, y_train, bs)),
-             ("CNN", 32, None, None)]
-    for i, (name, batch_size, make_numpy, make_torch) in enumerate(pairs):
-        if make_numpy is None:
-            make_numpy, make_torch = pairs[i - 1][2], pairs[i - 1][3]
+    mlp_numpy = lambda bs: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs)  # noqa: E731
+    mlp_torch = lambda bs: torch_trainer(nn_torch.mlp, lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9),  # noqa
+                                         x_train, y_train, bs)
+    cnn_numpy_ = lambda bs: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs)  # noqa: E731
+    adam = lambda ps: torch.optim.Adam(ps, 1e-3)  # noqa: E731
+    cnn_torch_ = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs,  # noqa: E731
+                                          memory_format=torch.channels_last)
+    cnn_torch_nchw = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs)  # noqa: E731
+    rows = [("MLP", 32, mlp_numpy, mlp_torch), ("CNN", 16, cnn_numpy_, cnn_torch_),
+            ("CNN", 32, cnn_numpy_, cnn_torch_),
+            ("CNN, PyTorch in plain NCHW layout", 16, cnn_numpy_, cnn_torch_nchw)]
+    for name, batch_size, make_numpy, make_torch in rows:
         n = len(x_train) if args.steps is None else min(len(x_train), args.steps * batch_size)
         t_numpy, t_torch = race("numpy", make_numpy(batch_size), "torch", make_torch(batch_size), n, args.rounds)
         scale = len(x_train) / n
@@ -156,4 +161,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "bench.py"))
