@@ -19,6 +19,12 @@ QUICK = ["--epochs", "1", "--limit-train", "500", "--quiet"]
 NO_DATA_ENV = {"MNIST_DIR": None, "MNIST_MIRROR": "http://127.0.0.1:9/mnist/", "MNIST_TIMEOUT": "5"}
 
 
+def interruptible():
+    """Popen's preexec_fn: a shell that starts us in the background makes its children ignore SIGINT, and
+    Python then never raises KeyboardInterrupt; the child must get SIGINT's default back, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def expect_error(result, code, pattern):
     """Exit ``code``, exactly one line on stderr matching ``pattern``, no traceback."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -101,7 +107,7 @@ def test_interrupt_during_download_leaves_no_partial_file(tmp_path, mirror):
            "MNIST_TIMEOUT": "30"}
     env.pop("MNIST_DIR", None)
     child = subprocess.Popen([sys.executable, ROOT / "nn_numpy.py", *QUICK], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 30
     while not list((tmp_path / "data").glob(".train-images*.part")) and time.time() < deadline:
         time.sleep(0.05)
@@ -189,7 +195,7 @@ def test_ctrl_c_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs,
                               "--quiet", "--out-dir", good_runs / "figures",
                               "--checkpoint", good_runs / "checkpoints" / script],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible)
     line = child.stdout.readline()
     assert line.startswith("epoch  1/100"), line + child.stderr.read()
     child.send_signal(signal.SIGINT)
