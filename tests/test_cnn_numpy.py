@@ -8,9 +8,9 @@ import pytest
 
 from cnn_numpy import Conv2d, MaxPool2d, cnn
 from conftest import ROOT
-from gradcheck import numeric_gradient, random_indices, relative_error
+from gradcheck import relative_error
 from nn_numpy import SGD, SoftmaxCrossEntropy
-from test_nn_numpy import check_layer
+from test_nn_numpy import check_layer, check_network
 
 TOL = 1e-6
 
@@ -84,16 +84,7 @@ def test_layers_accept_any_memory_order():
 
 def test_whole_cnn_parameter_gradients_match_finite_differences():
     rng = np.random.default_rng(4)
-    model, loss_fn = cnn(rng, np.float64), SoftmaxCrossEntropy()
-    x, y = rng.random((2, 1, 28, 28)), np.array([7, 2])
-    loss = lambda: float(loss_fn.forward(model.forward(x), y))  # noqa: E731
-    loss()
-    model.backward(loss_fn.backward())
-    for layer, name in model.parameters():
-        analytic = getattr(layer, "d" + name).copy()
-        indices = random_indices(analytic.shape, 25, rng)
-        numeric = numeric_gradient(loss, getattr(layer, name), indices=indices)
-        assert relative_error([analytic[i] for i in indices], [numeric[i] for i in indices]) < TOL, name
+    check_network(cnn(rng, np.float64), rng.random((2, 1, 28, 28)), np.array([7, 2]), rng, entries=25)
 
 
 def copy_into_torch(model, reference):

@@ -62,18 +62,22 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     assert np.isfinite(loss_fn.backward()).all()
 
 
-def test_whole_mlp_parameter_gradients_match_finite_differences():
-    rng = np.random.default_rng(3)
-    model, loss_fn = mlp(rng, np.float64), SoftmaxCrossEntropy()
-    x, y = rng.random((3, 28, 28)), np.array([3, 1, 4])
+def check_network(model, x, y, rng, entries):
+    """Every parameter's gradient of the mean cross-entropy, on ``entries`` random entries per parameter."""
+    loss_fn = SoftmaxCrossEntropy()
     loss = lambda: float(loss_fn.forward(model.forward(x), y))  # noqa: E731
     loss()
     model.backward(loss_fn.backward())
     for layer, name in model.parameters():
         analytic = getattr(layer, "d" + name).copy()
-        indices = random_indices(analytic.shape, 40, rng)
+        indices = random_indices(analytic.shape, entries, rng)
         numeric = numeric_gradient(loss, getattr(layer, name), indices=indices)
         assert relative_error([analytic[i] for i in indices], [numeric[i] for i in indices]) < TOL, name
+
+
+def test_whole_mlp_parameter_gradients_match_finite_differences():
+    rng = np.random.default_rng(3)
+    check_network(mlp(rng, np.float64), rng.random((3, 28, 28)), np.array([3, 1, 4]), rng, entries=40)
 
 
 def test_flatten_round_trips_shapes():
