@@ -25,10 +25,10 @@ import numpy as np
 
 from common.cli import Parser, positive_int
 from common.io import write_text
+from common.run import TITLES
 
 MODELS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
-LABELS = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
-          "cnn_torch": "CNN, PyTorch"}
+LABELS = TITLES
 REPORT_TEST_ACC = {"nn_numpy": 97.94, "nn_torch": 97.97, "cnn_numpy": 98.17, "cnn_torch": 98.77}
 # --quick: one epoch on the first 2,000 training images. At the report's batch sizes that is too few steps
 # to learn much (40-82% test accuracy), so the smoke run takes smaller batches (and, for the plain-SGD CNN,

@@ -28,7 +28,6 @@ from common.errors import DataError
 DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 DEFAULT_TIMEOUT = 30.0  # seconds without data before a download is abandoned
 TRAIN_SIZE = 60_000
-TEST_SIZE = 10_000
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -114,7 +113,10 @@ def download_file(filename, folder):
 
     mirror = os.environ.get("MNIST_MIRROR", DEFAULT_MIRROR)
     url = mirror.rstrip("/") + "/" + filename
-    timeout = float(os.environ.get("MNIST_TIMEOUT", DEFAULT_TIMEOUT))
+    try:
+        timeout = float(os.environ.get("MNIST_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise DataError(f"MNIST_TIMEOUT={os.environ['MNIST_TIMEOUT']} is not a number of seconds") from None
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

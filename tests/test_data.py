@@ -210,6 +210,12 @@ def test_stalled_server_times_out_and_leaves_nothing(http_mirror, isolated, monk
     assert list((isolated / "data").iterdir()) == []
 
 
+def test_a_timeout_that_is_not_a_number_is_a_data_error(isolated, monkeypatch):
+    monkeypatch.setenv("MNIST_TIMEOUT", "soon")
+    with pytest.raises(DataError, match="MNIST_TIMEOUT=soon is not a number of seconds"):
+        load_mnist("test")
+
+
 def test_404_names_the_url(isolated, monkeypatch):
     server = Server({})
     try:
