@@ -87,13 +87,17 @@ def test_whole_cnn_parameter_gradients_match_finite_differences():
     check_network(cnn(rng, np.float64), rng.random((2, 1, 28, 28)), np.array([7, 2]), rng, entries=25)
 
 
+def torch_layout(layer, weight):
+    """Our weight as PyTorch stores it, or back: Linear keeps (in, out) where torch keeps (out, in)."""
+    return weight if weight.ndim == 4 else weight.T
+
+
 def copy_into_torch(model, reference):
     import torch
     with torch.no_grad():
         for i, layer in enumerate(model.layers):
             if layer.params:
-                weight = layer.W if layer.W.ndim == 4 else layer.W.T  # Linear stores (in, out)
-                reference[i].weight.copy_(torch.from_numpy(weight))
+                reference[i].weight.copy_(torch.from_numpy(torch_layout(layer, layer.W)))
                 reference[i].bias.copy_(torch.from_numpy(layer.b))
 
 
@@ -116,8 +120,7 @@ def test_cnn_matches_pytorch_logits_loss_and_gradients_in_float64():
     assert loss == pytest.approx(t_loss.item(), rel=1e-5)
     for i, layer in enumerate(model.layers):
         if layer.params:
-            t_grad = reference[i].weight.grad.numpy()
-            assert relative_error(layer.dW, t_grad if layer.W.ndim == 4 else t_grad.T) < 1e-5
+            assert relative_error(layer.dW, torch_layout(layer, reference[i].weight.grad.numpy())) < 1e-5
             assert relative_error(layer.db, reference[i].bias.grad.numpy()) < 1e-5
 
 
@@ -140,8 +143,7 @@ def test_a_few_sgd_steps_give_the_same_weights_as_pytorch():
         t_optimizer.step()
     for i, layer in enumerate(model.layers):
         if layer.params:
-            t_weight = reference[i].weight.detach().numpy()
-            assert relative_error(layer.W, t_weight if layer.W.ndim == 4 else t_weight.T) < 1e-5
+            assert relative_error(layer.W, torch_layout(layer, reference[i].weight.detach().numpy())) < 1e-5
             assert relative_error(layer.b, reference[i].bias.detach().numpy()) < 1e-5
 
 
