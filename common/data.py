@@ -233,3 +233,27 @@ def load_splits(root=None, limit_train=None):
     if limit_train is not None:
         x_train, y_train = x_train[:limit_train], y_train[:limit_train]
     return x_train, y_train, x_test, y_test
+
+
+def load_model_inputs(root=None, limit_train=None, permute_seed=None):
+    """``(x_train, y_train, x_test, y_test, test_images)``: what the model sees, and what the figures show.
+
+    With ``permute_seed`` the model's images have their pixels permuted (:func:`permute_pixels`);
+    ``test_images`` are always the test images as they are, for the figures.
+    """
+    x_train, y_train, x_test, y_test = load_splits(root, limit_train)
+    test_images = x_test
+    if permute_seed is not None:
+        x_train, x_test = permute_pixels(x_train, permute_seed), permute_pixels(x_test, permute_seed)
+    return x_train, y_train, x_test, y_test, test_images
+
+
+def permute_pixels(images, seed):
+    """The same images with their 784 pixel positions shuffled by one fixed permutation drawn from ``seed``.
+
+    The spatial-structure control (--permute-pixels): an MLP cannot tell permuted from original images, a CNN
+    loses the neighbourhoods its 3x3 kernels rely on. Every script draws the same permutation from the same seed.
+    images: (N, 28, 28) -> (N, 28, 28), a new array.
+    """
+    order = np.random.default_rng(seed).permutation(28 * 28)
+    return images.reshape(len(images), -1)[:, order].reshape(images.shape)

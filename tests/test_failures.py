@@ -127,7 +127,14 @@ def test_interrupt_during_download_leaves_no_partial_file(tmp_path, mirror):
     (["--lr", "0"], r"argument --lr: must be a finite number greater than 0"),
     (["--lr", "abc"], r"argument --lr: expected a number, got 'abc'"),
     (["--limit-train", "70000"], r"argument --limit-train: the training set has 60000 images"),
-], ids=["epochs", "batch-size", "lr", "not-a-number", "limit-train"])
+    (["--seed", "-1"], r"argument --seed: must be a whole number from 0 to 2\*\*64 - 1, got -1"),
+    (["--seed", str(2**64)], r"argument --seed: must be a whole number from 0 to 2\*\*64 - 1, got 18446744073709551616"),
+    (["--permute-pixels", "-3"], r"argument --permute-pixels: must be a whole number from 0"),
+    (["--momentum", "1.5"], r"argument --momentum: must be below 1, got 1.5"),
+    (["--optimizer", "adam", "--momentum", "0.9"], r"--momentum applies to --optimizer sgd only"),
+    (["--init", "he"], r"argument --init: invalid choice: 'he'"),
+], ids=["epochs", "batch-size", "lr", "not-a-number", "limit-train", "negative-seed", "huge-seed",
+        "negative-permutation-seed", "momentum-1.5", "momentum-with-adam", "unknown-init"])
 def test_bad_flags(script, flags, pattern):
     expect_error(run_script(f"{script}.py", *flags), 2, rf"^{script}.py: error: {pattern}")
 
