@@ -142,15 +142,75 @@ class Sequential:
 
 
 class SGD:
-    """Plain stochastic gradient descent: p -= lr * dp, in place, for every parameter of ``model``."""
+    """Stochastic gradient descent, in place, for every parameter of ``model``: torch.optim.SGD's rule.
 
-    def __init__(self, model, lr):
-        self.model, self.lr = model, lr
+    momentum 0: p -= lr * dp (no buffer is kept).
+    momentum mu > 0: b = dp on the first step, then b = mu * b + dp; p -= lr * b (dampening 0, no Nesterov,
+    no weight decay). One buffer per parameter, in the parameter's dtype, in ``self.buffers``.
+    """
+
+    def __init__(self, model, lr, momentum=0.0):
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"SGD: lr must be a finite number >= 0, got {lr}")
+        if not (math.isfinite(momentum) and momentum >= 0):
+            raise ValueError(f"SGD: momentum must be a finite number >= 0, got {momentum}")
+        self.model, self.lr, self.momentum = model, lr, momentum
+        self.buffers = {}  # parameter index -> momentum buffer
 
     def step(self):
-        for layer, name in self.model.parameters():
-            param = getattr(layer, name)
-            param -= param.dtype.type(self.lr) * getattr(layer, "d" + name)
+        for i, (layer, name) in enumerate(self.model.parameters()):
+            param, grad = getattr(layer, name), getattr(layer, "d" + name)
+            update = self.momentum_buffer(i, param, grad) if self.momentum else grad
+            param -= param.dtype.type(self.lr) * update
+
+    def momentum_buffer(self, i, param, grad):
+        buffer = self.buffers.get(i)
+        if buffer is None:
+            buffer = self.buffers[i] = np.array(grad, dtype=param.dtype)  # a copy: grad may be reused
+        else:
+            buffer *= buffer.dtype.type(self.momentum)
+            buffer += grad
+        return buffer
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it: amsgrad off, weight decay 0.
+
+    t += 1;  m = b1 m + (1 - b1) dp;  v = b2 v + (1 - b2) dp^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    m and v are per parameter, in its dtype, updated in place, in the same operation order as PyTorch's
+    single-tensor implementation (m by lerp; the bias corrections as Python floats).
+    """
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"Adam: lr must be a finite number >= 0, got {lr}")
+        if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"Adam: eps must be a finite number >= 0, got {eps}")
+        self.model, self.lr, self.betas, self.eps = model, lr, tuple(betas), eps
+        self.t = 0
+        self.m, self.v = {}, {}  # parameter index -> first / second moment
+
+    def step(self):
+        self.t += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1 ** self.t)
+        correction2_sqrt = (1 - beta2 ** self.t) ** 0.5
+        for i, (layer, name) in enumerate(self.model.parameters()):
+            param, grad = getattr(layer, name), getattr(layer, "d" + name)
+            scalar = param.dtype.type
+            if i not in self.m:
+                self.m[i], self.v[i] = np.zeros_like(param), np.zeros_like(param)
+            m, v = self.m[i], self.v[i]
+            m += scalar(1 - beta1) * (grad - m)
+            v *= scalar(beta2)
+            v += scalar(1 - beta2) * grad * grad
+            denominator = np.sqrt(v)
+            denominator /= scalar(correction2_sqrt)
+            denominator += scalar(self.eps)
+            param -= scalar(step_size) * m / denominator
 
 
 def mlp(rng, dtype=np.float32):
