@@ -37,13 +37,12 @@ import numpy as np
 
 from common.data import TRAIN_SIZE
 from common.io import write_text
+from common.run import TITLES
 from common.stats import ALPHA, RULE, holm, mean_std, welch
 
 MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 FRAMEWORKS = {"numpy": "NumPy", "torch": "PyTorch"}
 ARCHITECTURES = {"nn": "MLP", "cnn": "CNN"}
-TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
-          "cnn_torch": "CNN, PyTorch"}
 THRESHOLDS = (0.975, 0.98)
 # The crossover cells: architecture -> (framework, recipe) -> group. The recipe is the script's whose
 # optimizer, epochs, batch size and initialisation are used.
