@@ -6,6 +6,8 @@ and write figures/results.md (ours beside the report's) and figures/comparison.p
     python reproduce.py --models cnn_numpy,cnn_torch
     python reproduce.py --quick                  # smoke run: 1 epoch on 2,000 images, into figures-quick/
     python reproduce.py --eval-only              # redraw everything from the saved checkpoints, no training
+    python reproduce.py --findings               # the report's Discussion checked: extra runs, 3 seeds, about
+                                                 # 40 min; reuses the main runs (run --seeds 3 first)
 
 Each model trains in its own process (a crash loses only that model; the NumPy runs never load torch),
 its output is streamed here with the model's name in front, and kept as train.log next to its figures.
@@ -18,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,25 +61,39 @@ def run_dir(out_dir, model, seed):
     return Path(out_dir) / model if seed == 0 else Path(out_dir) / "seeds" / f"seed{seed}" / model
 
 
+def checkpoint_name(model):
+    return model + (".npz" if model.endswith("numpy") else ".pt")
+
+
 def checkpoint_path(checkpoint_dir, model, seed):
-    name = model + (".npz" if model.endswith("numpy") else ".pt")
+    name = checkpoint_name(model)
     return Path(checkpoint_dir) / name if seed == 0 else Path(checkpoint_dir) / f"seed{seed}" / name
 
 
-def train_one(model, seed, args):
-    """Run ``model``'s script in a child process; stream and keep its log. Returns (exit code, last line)."""
-    out_root = run_dir(args.out_dir, model, seed).parent
+def train_one(model, seed, args, group=None):
+    """Run ``model``'s script in a child process; stream and keep its log.
+
+    group: None for the report's configuration, else a name of FINDINGS_RUNS (its flags, its own folders,
+    no PNGs). Returns (exit code, last line, peak memory in MB or None).
+    """
+    if group is None:
+        out_root, checkpoint, flags = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args), []
+        quick = QUICK_BASE + QUICK_FLAGS[model]
+    else:
+        out_root = findings_run_dir(args.out_dir, group, seed)
+        checkpoint = Path(args.checkpoint_dir) / "findings" / group / f"seed{seed}" / checkpoint_name(model)
+        flags, quick = [*FINDINGS_RUNS[group][1], "--no-figures"], QUICK_BASE
     command = [sys.executable, str(ROOT / f"{model}.py"), "--seed", str(seed), "--out-dir", str(out_root),
-               "--checkpoint", str(checkpoint_to_use(model, seed, args)), "--quiet"]
+               "--checkpoint", str(checkpoint), "--quiet", *flags]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     if args.quick:
-        command += QUICK_BASE + QUICK_FLAGS[model]
+        command += quick
     if args.eval_only:
         command.append("--eval-only")
-    log = run_dir(args.out_dir, model, seed) / "train.log"
+    log = Path(out_root) / model / "train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"[{model} seed {seed}]"
+    tag = f"[{group or model} seed {seed}]"
     lines = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as child:
@@ -102,6 +119,83 @@ def wait_with_peak_memory(child):
     _, status, usage = os.wait4(child.pid, 0)
     per_mb = 1024 * 1024 if sys.platform == "darwin" else 1024
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss / per_mb
+
+
+# --- the findings: extra configurations, and the report's Discussion checked (common/findings.py) ----------------
+
+PERMUTATION_SEED = 0  # the one fixed pixel permutation of the spatial-structure control
+# group name (common/findings.py) -> (script, flags on top of the script's report defaults)
+FINDINGS_RUNS = {
+    "nn_numpy+momentum": ("nn_numpy", ["--lr", "0.01", "--momentum", "0.9"]),         # nn_torch's recipe
+    "nn_torch+sgd": ("nn_torch", ["--lr", "0.1", "--momentum", "0"]),                  # nn_numpy's recipe
+    "cnn_numpy+adam": ("cnn_numpy", ["--optimizer", "adam", "--lr", "0.001", "--epochs", "10",
+                                     "--batch-size", "32", "--init", "pytorch"]),      # cnn_torch's recipe
+    "cnn_torch+sgd": ("cnn_torch", ["--optimizer", "sgd", "--lr", "0.01", "--epochs", "5", "--batch-size", "16",
+                                    "--init", "xavier"]),                                # cnn_numpy's recipe
+    **{f"{model}+permuted": (model, ["--permute-pixels", str(PERMUTATION_SEED)]) for model in MODELS},
+}
+
+
+def findings_run_dir(out_dir, group, seed):
+    return Path(out_dir) / "findings" / "runs" / group / f"seed{seed}"
+
+
+def findings_groups(out_dir):
+    """group name -> the records on disk: the main runs (every seed present) and the extra configurations."""
+    groups = {}
+    for model in MODELS:
+        seeds = seeds_on_disk(out_dir, model)
+        if seeds:
+            groups[model] = [read_record(run_dir(out_dir, model, seed)) for seed in seeds]
+    for group, (model, _) in FINDINGS_RUNS.items():
+        folders = sorted(Path(out_dir, "findings", "runs", group).glob(f"seed*/{model}"))
+        runs = [read_record(folder) for folder in folders if (folder / "metrics.json").is_file()]
+        if runs:
+            groups[group] = runs
+    return groups
+
+
+def read_record(folder):
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def gpu_timings(args):
+    """Epoch seconds of nn_torch and cnn_torch on cuda and on cpu, in one run; None where no CUDA device is."""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available() and "
+                            "torch.cuda.get_device_name(0))"], capture_output=True, text=True)
+    machine = probe.stdout.strip()
+    if probe.returncode != 0 or machine in ("", "False"):
+        return None
+    timings = {"machine": machine}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("nn_torch", "cnn_torch"):
+            for device in ("cpu", "cuda"):
+                command = [sys.executable, str(ROOT / f"{model}.py"), "--epochs", "2", "--device", device,
+                           "--quiet", "--no-figures", "--out-dir", tmp, "--checkpoint", f"{tmp}/{model}.pt"]
+                if args.data_dir:
+                    command += ["--data-dir", args.data_dir]
+                if subprocess.run(command, capture_output=True).returncode == 0:
+                    history = read_record(Path(tmp) / model)["history"]
+                    timings.setdefault(model, {})[device] = [h["seconds"] for h in history]
+    return timings
+
+
+def run_findings(args, models):
+    """Train the extra configurations of ``models`` for each seed, then write figures/findings.md."""
+    failures = []
+    for seed in range(args.seeds):
+        for group, (model, _) in FINDINGS_RUNS.items():
+            if model in models:
+                code, last_line, _ = train_one(model, seed, args, group)
+                if code != 0:
+                    failures.append((group, seed, f"exit code {code}: {last_line}"))
+                    print(f"reproduce.py: {group} seed {seed} failed (exit code {code}); going on with the others",
+                          file=sys.stderr, flush=True)
+    from common.findings import write_findings  # matplotlib only when it is needed
+
+    text = write_findings(args.out_dir, findings_groups(args.out_dir), gpu_timings(args))
+    print("\n" + text)
+    return failures
 
 
 # --- results -------------------------------------------------------------------------------------------------
@@ -303,8 +397,11 @@ def build_parser():
     p = Parser(prog="reproduce.py", description="Train the four models and regenerate the report's figures.")
     p.add_argument("--models", default=",".join(MODELS),
                    help="comma-separated subset of " + ", ".join(MODELS) + " (default: all four)")
-    p.add_argument("--seeds", type=positive_int, default=1,
-                   help="run every model with seeds 0..N-1 and report mean ± std (default: %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="run every model with seeds 0..N-1 and report mean ± std (default: 1; 3 with --findings)")
+    p.add_argument("--findings", action="store_true",
+                   help="check the report's Discussion: train the extra configurations (recipe crossover, "
+                        "permuted pixels) for each seed, reuse the main runs on disk, write figures/findings.md")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 epoch on 2,000 training images, into figures-quick/ unless --out-dir")
     p.add_argument("--eval-only", action="store_true",
@@ -326,7 +423,17 @@ def main(argv=None):
     args.checkpoint_dir_given = args.checkpoint_dir is not None
     args.checkpoint_dir = args.checkpoint_dir or str(Path(args.out_dir) / "checkpoints" if args.quick
                                                      else "checkpoints")
+    args.seeds = args.seeds or (3 if args.findings else 1)
     started = time.perf_counter()
+    if args.findings:
+        try:
+            failures = run_findings(args, models)
+        except KeyboardInterrupt:
+            print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
+            return 130
+        print(f"reproduce.py: findings in {Path(args.out_dir) / 'findings.md'}; {len(failures)} run(s) failed; "
+              f"total {(time.perf_counter() - started) / 60:.1f} min")
+        return 1 if failures else 0
     failures, finished, peaks = [], [], {}
     try:
         for seed in range(args.seeds):

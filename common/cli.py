@@ -112,6 +112,8 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
     p.add_argument("--eval-only", action="store_true",
                    help="skip training: load --checkpoint, re-evaluate, redraw figures and metrics.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the per-epoch lines")
+    p.add_argument("--no-figures", action="store_true",
+                   help="write only metrics.json and the checkpoint, no PNGs (reproduce.py --findings uses it)")
     p.set_defaults(model=model, checkpoint_suffix=checkpoint_suffix)
     return p
 

@@ -103,6 +103,7 @@ class Run:
         self.history, self.iteration_losses = [], []
         self.state = self.last = None
         self.eval_only = args.eval_only
+        self.figures = not getattr(args, "no_figures", False)
         self.trained_seconds = None
         self.started = time.perf_counter()
 
@@ -210,11 +211,12 @@ class Run:
         name = TITLES.get(self.model, self.model)
         title = f"{name}: test accuracy {final['test_acc']:.2%}"
         with OutputSet() as outputs:
-            plots.plot_loss(outputs.path(self.dir / "loss.png"), f"{name}: loss", self.history,
-                            self.iteration_losses)
-            plots.plot_confusion_matrix(outputs.path(self.dir / "confusion_matrix.png"), title, confusion)
-            plots.plot_top3(outputs.path(self.dir / "top3.png"), title, logits, labels, test_images)
-            plots.plot_mistakes(outputs.path(self.dir / "mistakes.png"), title, logits, labels, test_images)
+            if self.figures:
+                plots.plot_loss(outputs.path(self.dir / "loss.png"), f"{name}: loss", self.history,
+                                self.iteration_losses)
+                plots.plot_confusion_matrix(outputs.path(self.dir / "confusion_matrix.png"), title, confusion)
+                plots.plot_top3(outputs.path(self.dir / "top3.png"), title, logits, labels, test_images)
+                plots.plot_mistakes(outputs.path(self.dir / "mistakes.png"), title, logits, labels, test_images)
             if not self.eval_only:
                 self.save_checkpoint(outputs.path(self.checkpoint), self.state, self.checkpoint_record(),
                                      self.iteration_losses)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from common.data import load_mnist, load_splits
+from common.data import FILES, load_mnist, load_splits
 from common.errors import DataError, UserError
 from conftest import ROOT, Server, official_payload, write_idx, write_tiny_split
 
@@ -233,3 +233,17 @@ def test_importing_common_data_does_not_import_torch():
     code = "import sys, common.data; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_torchvision_reads_the_same_mnist(tmp_path, mnist_dir, split):
+    """An independent oracle: torchvision's own MNIST reader, given the same files, sees the same images."""
+    datasets = pytest.importorskip("torchvision.datasets", reason="torchvision is the test extra's oracle")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES["train"] + FILES["test"]:   # torchvision wants all four present
+        (raw / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
+    theirs = datasets.MNIST(tmp_path, train=split == "train", download=False)
+    images, labels = load_mnist(split, root=mnist_dir)
+    assert np.array_equal(theirs.data.numpy(), np.rint(images * 255).astype(np.uint8))
+    assert np.array_equal(theirs.targets.numpy(), labels)

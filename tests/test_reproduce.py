@@ -148,3 +148,23 @@ def test_a_failed_run_never_replaces_the_log_of_a_finished_one(tmp_path):
     assert log.read_text() == "epoch 20/20 ... a good run\n"
     assert "could not download" in (log.parent / "train.failed.log").read_text()
     assert "nothing was written" in result.stdout and "results in" not in result.stdout
+
+
+def test_findings_train_the_extra_configurations_and_write_the_page(quick):
+    """`--findings` runs each crossover/permutation configuration with its own flags, beside the main runs."""
+    out, _ = quick
+    result = run_script("reproduce.py", "--quick", "--findings", "--seeds", "1", "--models", "nn_numpy,nn_torch",
+                        "--out-dir", out, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    expected = {"nn_numpy+momentum": ("sgd", 0.01, 0.9, None), "nn_torch+sgd": ("sgd", 0.1, 0.0, None),
+                "nn_numpy+permuted": ("sgd", 0.1, 0.0, 0), "nn_torch+permuted": ("sgd", 0.01, 0.9, 0)}
+    for group, (optimizer, lr, momentum, permutation) in expected.items():
+        folder = reproduce.findings_run_dir(out, group, 0) / group.split("+")[0]
+        config = json.loads((folder / "metrics.json").read_text())["config"]
+        assert (config["optimizer"], config["lr"], config["momentum"], config["permute_pixels"]) == \
+            (optimizer, lr, momentum, permutation), group
+        assert not list(folder.glob("*.png"))
+    assert not (reproduce.findings_run_dir(out, "cnn_numpy+adam", 0)).exists()
+    text = (out / "findings.md").read_text()
+    assert text.count("\n## ") >= 9 and "TBD" not in text
+    assert "| 6. Frameworks benefit from GPU acceleration |" in text

@@ -71,6 +71,7 @@ def test_same_seed_gives_identical_results(trained, tmp_path):
     def without_timings(r):
         r = json.loads(json.dumps(r))
         r.pop("seconds_total")
+        r.pop("finished_at")
         for entry in r["history"]:
             for key in TIMING_KEYS & set(entry):
                 entry.pop(key)
