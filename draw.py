@@ -240,6 +240,8 @@ def make_handler(app):
             if url.path in STATIC:
                 name, content_type = STATIC[url.path]
                 return 200, content_type, (PAGE / name).read_bytes()
+            if url.path == "/favicon.ico":  # asked for by every browser; no icon, and no 404 in its console
+                return 204, "image/x-icon", b""
             if url.path == "/api/models":
                 return 200, None, app.models()
             if url.path == "/api/test-image":

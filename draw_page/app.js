@@ -75,6 +75,7 @@ function predict() {
 
 async function request(url, options) {
   const ticket = ++latest;  // answers that arrive after a newer request was sent are dropped
+  document.body.dataset.busy = "1";
   try {
     const response = await fetch(url, options);
     const answer = await response.json();
@@ -83,6 +84,8 @@ async function request(url, options) {
     show(answer);
   } catch (error) {
     if (ticket === latest) say(error.message, true);
+  } finally {
+    if (ticket === latest) document.body.dataset.busy = "0";  // what the page shows is the latest answer
   }
 }
 
@@ -105,7 +108,6 @@ function show(answer) {
   renderMaps(answer.feature_maps);
   document.getElementById("timing").textContent = answer.milliseconds === undefined ? ""
     : `${answer.models.filter((m) => m.probabilities).length} models answered in ${answer.milliseconds} ms (server)`;
-  document.body.dataset.updates = Number(document.body.dataset.updates || 0) + 1;
 }
 
 function paint(canvas, rows, height, width, scale) {

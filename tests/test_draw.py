@@ -329,3 +329,117 @@ def test_without_mnist_the_test_image_request_says_so(tmp_path):
         assert status == 503 and "no MNIST test set here" in answer["error"]
     finally:
         s.close()
+
+
+# --- the page in a real browser ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here: `apt-get install chromium` (.ci/run does) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not installed: pip install -e '.[test]'")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    """The page, loaded, with every URL it requests kept in page.requested."""
+    page = browser.new_page(viewport={"width": 1320, "height": 900})
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.goto(url)
+    page.wait_for_selector(".card")
+    page.wait_for_selector(".card.loading", state="detached", timeout=60_000)
+    return page
+
+
+def draw_on_pad(page, *strokes):
+    """Mouse strokes on the canvas, in canvas pixels; returns once the page shows the answer to the last."""
+    box = page.locator("#pad").bounding_box()
+    for points in strokes:
+        page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+        page.mouse.up()
+    page.wait_for_selector("body[data-busy='0']")
+
+
+def canvas_pixels(page, selector):
+    """The red channel (= grey) of a canvas on the page, as a (H, W) uint8 array."""
+    width, height, red = page.evaluate("""(selector) => {
+        const canvas = document.querySelector(selector);
+        const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        return [canvas.width, canvas.height, Array.from(rgba.filter((_, i) => i % 4 === 0))];
+    }""", selector)
+    return np.array(red, dtype=np.uint8).reshape(height, width)
+
+
+def shown_predictions(page):
+    return {card.get_attribute("data-model"): card.locator(".digit").text_content()
+            for card in page.locator(".card").all()}
+
+
+SEVEN_STROKES = [[(80, 60), (200, 60), (120, 230)], [(110, 150), (180, 150)]]
+
+
+def test_a_drawn_digit_gets_the_python_prediction_for_the_same_28x28_image(browser, server, checkpoints):
+    page = open_page(browser, server.url)
+    draw_on_pad(page, *SEVEN_STROKES)
+    image = preprocess(canvas_pixels(page, "#pad") / 255.0)
+    expected = reference_logits(checkpoints, image)
+    assert shown_predictions(page) == {name: str(logits.argmax()) for name, logits in expected.items()}
+    shown_image = canvas_pixels(page, "#input28").astype(int)
+    assert np.abs(shown_image - np.round(image * 255)).max() <= 1
+    assert len(page.locator("#maps1 canvas").all()) == 16 and len(page.locator("#maps2 canvas").all()) == 32
+    assert page.locator("#note").text_content() == "your drawing"
+    assert page.requested and all(url.startswith(server.url) for url in page.requested)  # nothing from elsewhere
+    page.close()
+
+
+def test_an_empty_canvas_shows_draw_a_digit_and_no_prediction(browser, server):
+    page = open_page(browser, server.url)
+    nothing = {name: "–" for name in draw.SUFFIX}
+    assert page.locator("#note").text_content() == "draw a digit" and shown_predictions(page) == nothing
+    draw_on_pad(page, [(140, 140)])  # one click: a dot, not a digit
+    assert page.locator("#note").text_content() == "draw a digit" and shown_predictions(page) == nothing
+    draw_on_pad(page, *SEVEN_STROKES)
+    assert shown_predictions(page) != nothing
+    page.click("#clear")
+    page.wait_for_selector("body[data-busy='0']")
+    assert page.locator("#note").text_content() == "draw a digit" and shown_predictions(page) == nothing
+    assert not canvas_pixels(page, "#pad").any() and not canvas_pixels(page, "#input28").any()
+    page.close()
+
+
+def test_a_test_image_shows_its_true_label_and_the_python_prediction(browser, server, checkpoints, mnist_dir):
+    images, labels = load_mnist("test", mnist_dir, download=False)
+    page = open_page(browser, server.url)
+    page.click("#test-image")
+    page.wait_for_selector("body[data-busy='0']")
+    note = page.locator("#note").text_content()  # "MNIST test image #123: true label 7"
+    index, label = int(note.split("#")[1].split(":")[0]), int(note.rsplit(" ", 1)[1])
+    assert label == labels[index]
+    expected = reference_logits(checkpoints, images[index])
+    assert shown_predictions(page) == {name: str(logits.argmax()) for name, logits in expected.items()}
+    assert np.abs(canvas_pixels(page, "#input28").astype(int) - np.round(images[index] * 255)).max() <= 1
+    page.close()
+
+
+def test_a_missing_model_is_shown_with_the_command_that_makes_it(browser, checkpoints, tmp_path):
+    for name in ("nn_numpy", "nn_torch", "cnn_numpy"):
+        shutil.copy(next(checkpoints.glob(f"{name}.*")), tmp_path)
+    s = DrawServer("--checkpoint-dir", tmp_path)
+    try:
+        page = open_page(browser, s.url)
+        card = page.locator(".card[data-model='cnn_torch']")
+        assert card.get_attribute("data-status") == "missing"
+        assert "make it with: python cnn_torch.py" in card.text_content()
+        draw_on_pad(page, *SEVEN_STROKES)
+        shown = shown_predictions(page)
+        assert shown["cnn_torch"] == "–" and all(shown[name].isdigit() for name in ("nn_numpy", "nn_torch", "cnn_numpy"))
+        page.close()
+    finally:
+        s.close()
