@@ -107,7 +107,7 @@ function show(answer) {
   renderModels(answer.models);
   renderMaps(answer.feature_maps);
   document.getElementById("timing").textContent = answer.milliseconds === undefined ? ""
-    : `${answer.models.filter((m) => m.probabilities).length} models answered in ${answer.milliseconds} ms (server)`;
+    : `${answer.models.filter((m) => m.probabilities).length} models answered in ${answer.milliseconds} ms (server time, preprocessing included)`;
 }
 
 function paint(canvas, rows, height, width, scale) {

@@ -161,7 +161,8 @@ def test_the_answers_are_the_kits_own_forward_passes(server, checkpoints):
     for name, model in by_name(answer["models"]).items():
         np.testing.assert_allclose(model["probabilities"], softmax(expected[name][None])[0], atol=2e-6)
         assert model["prediction"] == expected[name].argmax()
-    assert answer["milliseconds"] < 1000
+    # The issue's budget: four models' answer in under 100 ms of the server's time (median of ten).
+    assert np.median([server.predict(canvas)[1]["milliseconds"] for _ in range(10)]) < 100
 
 
 def test_the_feature_maps_are_the_numpy_cnns_stages(server, checkpoints):
