@@ -126,7 +126,7 @@ function paintTestImage(rows) {
   const small = document.createElement("canvas");
   paint(small, rows, 28, 28, 1);
   clearPad();
-  pen.imageSmoothingEnabled = true;
+  pen.imageSmoothingEnabled = false;  // the test image's own pixels, enlarged
   pen.drawImage(small, 0, 0, pad.width, pad.height);
   empty = false;
 }

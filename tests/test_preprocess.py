@@ -1,7 +1,11 @@
 """common/preprocess.py: a drawing becomes a 28x28 image prepared the way MNIST's digits were."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import nn_numpy
 from common.data import load_mnist
@@ -72,6 +76,12 @@ def test_area_weights_average_areas():
         assert np.allclose(weights.sum(axis=1), 1)
         assert np.allclose(weights.sum(axis=0), n_out / n_in)  # every input pixel counts as much
     assert np.allclose(area_weights(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
+
+
+def test_importing_common_preprocess_does_not_import_torch():
+    code = "import sys, common.preprocess; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_a_canvas_that_is_not_2d_is_refused():
