@@ -77,6 +77,8 @@ class Slot:
             self.status, self.message = "failed", f"PyTorch is not importable here ({e}); pip install torch"
         except UserError as e:
             self.status, self.message = "failed", str(e)
+        except Exception as e:  # whatever else a foreign file provokes: this model fails, the page serves on
+            self.status, self.message = "failed", f"cannot load {shown(self.path)}: {type(e).__name__}: {e}"
         else:
             self.status = "ready"
         return self
@@ -229,6 +231,8 @@ def canvas_from_json(body):
 
 def make_handler(app):
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 30  # seconds: a client that stops sending mid-request loses its thread, not the server
+
         def do_GET(self):
             self.answer(self.route_get)
 
@@ -246,7 +250,7 @@ def make_handler(app):
                 return 200, None, app.models()
             if url.path == "/api/test-image":
                 index = parse_qs(url.query).get("index", [None])[0]
-                if index is not None and not index.lstrip("-").isdigit():
+                if index is not None and not index.lstrip("-").isdecimal():
                     raise BadRequest(400, f"index must be a whole number, got {index!r}")
                 return 200, None, app.test_image(None if index is None else int(index))
             raise BadRequest(404, f"no such page: {url.path}")
@@ -258,7 +262,7 @@ def make_handler(app):
 
         def read_body(self):
             length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
+            if length is None or not length.isdecimal():
                 raise BadRequest(411, "a Content-Length header is required")
             length = int(length)
             if length > MAX_BODY:
@@ -305,7 +309,7 @@ def make_handler(app):
 
 
 def port_number(text):
-    if not text.isdigit() or int(text) > 65535:
+    if not text.isdecimal() or int(text) > 65535:
         raise ValueError(text)
     return int(text)
 
