@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from common import original
 from common.checkpoint import check_shapes, load_npz, save_npz
 from common.cli import make_parser, run_main, seed_everything
 from common.data import load_splits
@@ -192,8 +193,15 @@ def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
 
 
 def evaluate_checkpoint(run, model, data, checkpoint):
-    """--eval-only: load the weights and the record saved with them, evaluate, and return the final numbers."""
-    state, record, iteration_losses = load_npz(checkpoint, run.model)
+    """--eval-only: load the weights and the record saved with them, evaluate, and return the final numbers.
+
+    A checkpoint in the original report's format (a pickled dict of arrays, e.g. model.pkl) is read by
+    common/original.py, which admits only NumPy arrays; its per-epoch losses become the loss graph.
+    """
+    if original.is_pickle(checkpoint):
+        state, record, iteration_losses = original.load_checkpoint(checkpoint, model, run.config)
+    else:
+        state, record, iteration_losses = load_npz(checkpoint, run.model)
     model.load_state_dict(state, checkpoint)
     run.restore(record, iteration_losses)
     x_train, y_train, x_test, y_test = data
