@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from common import original
 from common.checkpoint import check_shapes, load_npz, save_npz
 from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
@@ -255,10 +256,14 @@ def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
 
 
 def evaluate_checkpoint(run, model, data, checkpoint):
-    """--eval-only: put the loaded weights in, take over their record, evaluate; returns the final numbers.
+    """--eval-only: put the checkpoint's weights in, take over its record, evaluate; returns the final numbers.
 
-    checkpoint: (state, record, iteration_losses) as load_npz returns it.
+    checkpoint: (state, record, iteration_losses) as load_npz returns it, or None for a checkpoint in the
+    original report's format (a pickled dict of arrays, e.g. model.pkl): common/original.py reads that, admitting
+    only NumPy arrays and mapping its names onto this model's layers; its per-epoch losses become the loss graph.
     """
+    if checkpoint is None:
+        checkpoint = original.load_checkpoint(run.checkpoint, model, run.config)
     state, record, iteration_losses = checkpoint
     model.load_state_dict(state, run.checkpoint)
     run.restore(record, iteration_losses)
@@ -292,7 +297,9 @@ def prepare(args, model_name):
     Returns (checkpoint or None, init_rng, order_rng, dtype, (x_train, y_train, x_test, y_test), test_images),
     the images in ``dtype`` and shaped (N, 28, 28).
     """
-    checkpoint = load_npz(args.checkpoint, model_name) if args.eval_only else None
+    checkpoint = None  # the original's pickle is read once the model exists (evaluate_checkpoint)
+    if args.eval_only and not original.is_pickle(args.checkpoint):
+        checkpoint = load_npz(args.checkpoint, model_name)
     resolve_data_flags(args, checkpoint and checkpoint[1])
     init_rng, order_rng = seed_everything(args.seed)
     dtype = np.dtype(args.dtype)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+import original
 from common import stats
 from common.cli import REFERENCE_DIR, Parser, positive_int
 from common.io import write_text
@@ -409,11 +410,17 @@ def build_parser():
     p.add_argument("--out-dir", default=None, help="where figures and results go (default: figures)")
     p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: checkpoints)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
+    p.add_argument("--original", nargs="?", const=original.DEFAULT_DIR, default=None, metavar="DIR",
+                   help="instead of training: grade the original report's own weights and logs, taken from DIR "
+                        f"(downloaded there if missing; DIR default: {original.DEFAULT_DIR}), into "
+                        "OUT_DIR/original.md and OUT_DIR/original/")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.original is not None:
+        return original.main(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
