@@ -59,20 +59,15 @@ def test_results_merge_the_records_left_by_earlier_runs(tmp_path):
 
 def test_report_numbers_are_those_of_the_original_logs():
     """REPORT holds the "Final Results" of the report's four training logs (skipped where they are absent)."""
+    from common.original import RUNS, parse_training_metrics
+
     folder = reproduce.ROOT.parent / "shared" / "original"
     if not folder.is_dir():
         pytest.skip(f"the original's logs are not at {folder}")
-    names = {"nn_numpy": "nn_pure_python", "nn_torch": "nn_framework", "cnn_numpy": "cnn_pure_python",
-             "cnn_torch": "cnn_framework"}
-    keys = {"Train Accuracy": "train_acc", "Test Accuracy": "test_acc", "Final Train Loss": "train_loss",
-            "Final Test Loss": "test_loss"}
-    for model, name in names.items():
-        found = {}
-        for line in (folder / f"{name}-training_metrics.txt").read_text().splitlines():
-            key, _, value = line.strip().partition(": ")
-            if key in keys:
-                number = value.split("(")[-1].rstrip("%)") if "%" in value else value
-                found[keys[key]] = float(number)
+    for model, run in RUNS.items():
+        log = parse_training_metrics(folder / f"{run}-training_metrics.txt")
+        found = {"train_acc": round(100 * log.train_acc, 2), "test_acc": round(100 * log.test_acc, 2),
+                 "train_loss": log.train_loss, "test_loss": log.test_loss}
         assert found == reproduce.REPORT[model], model
 
 
@@ -114,7 +109,10 @@ def test_quick_run_then_eval_only_redraws_from_checkpoints(quick):
                         "--out-dir", out)
     assert result.returncode == 0, result.stderr
     assert (out / "comparison.png").exists()
-    assert len(reproduce.parse_results_table((out / "results.md").read_text())) == 2
+    rows = {r["Model"].split()[0]: r["run"] for r in reproduce.parse_results_table((out / "results.md").read_text())}
+    assert list(rows) == reproduce.MODELS   # the two redone rows, and the two kept from the earlier run
+    assert rows["nn_numpy"] == rows["cnn_numpy"] == "this run, seed 0"
+    assert rows["nn_torch"].startswith("earlier run (") and rows["cnn_torch"].startswith("earlier run (")
 
 
 def test_a_failing_model_is_reported_and_the_others_still_finish(quick, tmp_path):

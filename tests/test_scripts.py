@@ -164,3 +164,20 @@ def test_help_recommends_a_quick_run_that_learns(script):
     example = text.split(f"python {script}.py ", 1)[1].split()
     recommended = vars(parser.parse_args(example))
     assert recommended == vars(parser.parse_args(flags.split()))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_committed_reference_checkpoints_work_right_after_a_clone(script, tmp_path, mnist_dir):
+    """reference/ ships seed 0 of the committed reproduction: small, and --eval-only without a checkpoints/
+    folder evaluates it and gets the committed figures' numbers back."""
+    from conftest import ROOT
+
+    reference = ROOT / "reference" / (script + (".npz" if "numpy" in script else ".pt"))
+    assert 0 < reference.stat().st_size < 1_000_000
+    result = run_script(ROOT / f"{script}.py", "--eval-only", "--out-dir", tmp_path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"evaluating the committed reference checkpoint {reference}" in result.stdout
+    again = json.loads((tmp_path / script / "metrics.json").read_text())
+    committed = json.loads((ROOT / "figures" / script / "metrics.json").read_text())
+    assert again["final"] == pytest.approx(committed["final"], rel=1e-6)
+    assert again["config"]["seed"] == 0 and again["history"] == committed["history"]
