@@ -21,8 +21,8 @@ from common.checkpoint import save_npz
 from common.cli import make_parser, run_main, seed_everything
 from common.data import load_splits
 from common.run import Run, dump_config
-from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, init_weights,
-                      train_or_evaluate)
+from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
+                      init_weights, train_or_evaluate)
 
 
 class Conv2d:
@@ -63,14 +63,15 @@ class Conv2d:
         size = ho * wp  # columns per image
         out = np.empty((len(self.W), n * size), dtype=self.W.dtype)  # (C_out, N*Ho*Wp)
         self.x_shape, self.cols = x.shape, []
-        for lo, hi in self.blocks(n, c * k * k * size * self.W.itemsize):
-            cols = np.empty((c, k, k, hi - lo, size), dtype=self.W.dtype)
-            for i in range(k):
-                for j in range(k):
-                    cols[:, i, j] = flat[:, lo:hi, i * wp + j:i * wp + j + size]
-            cols = cols.reshape(c * k * k, -1)  # (C_in*k*k, images*Ho*Wp)
-            np.matmul(self.W.reshape(len(self.W), -1), cols, out=out[:, lo * size:hi * size])
-            self.cols.append(cols)
+        with blas_threads():
+            for lo, hi in self.blocks(n, c * k * k * size * self.W.itemsize):
+                cols = np.empty((c, k, k, hi - lo, size), dtype=self.W.dtype)
+                for i in range(k):
+                    for j in range(k):
+                        cols[:, i, j] = flat[:, lo:hi, i * wp + j:i * wp + j + size]
+                cols = cols.reshape(c * k * k, -1)  # (C_in*k*k, images*Ho*Wp)
+                np.matmul(self.W.reshape(len(self.W), -1), cols, out=out[:, lo * size:hi * size])
+                self.cols.append(cols)
         out += self.b[:, None]
         # (N, C_out, Ho, Wo), stored channel-major
         return out.reshape(-1, n, ho, wp)[:, :, :, :wo].transpose(1, 0, 2, 3)
@@ -95,14 +96,15 @@ class Conv2d:
         d = d.reshape(len(self.W), -1)  # (C_out, N*Ho*Wp)
         dW = np.zeros((c * k * k, len(self.W)), dtype=d.dtype)
         dflat = np.zeros((c, n, (hp + 1) * wp), dtype=d.dtype) if self.input_grad else None
-        for (lo, hi), cols in zip(self.blocks(n, c * k * k * size * self.W.itemsize), self.cols):
-            d_block = d[:, lo * size:hi * size]
-            dW += cols @ d_block.T  # this operand order runs faster in BLAS here
-            if self.input_grad:
-                dcols = (self.W.reshape(len(self.W), -1).T @ d_block).reshape(c, k, k, hi - lo, size)
-                for i in range(k):
-                    for j in range(k):
-                        dflat[:, lo:hi, i * wp + j:i * wp + j + size] += dcols[:, i, j]
+        with blas_threads():
+            for (lo, hi), cols in zip(self.blocks(n, c * k * k * size * self.W.itemsize), self.cols):
+                d_block = d[:, lo * size:hi * size]
+                dW += cols @ d_block.T  # this operand order runs faster in BLAS here
+                if self.input_grad:
+                    dcols = (self.W.reshape(len(self.W), -1).T @ d_block).reshape(c, k, k, hi - lo, size)
+                    for i in range(k):
+                        for j in range(k):
+                            dflat[:, lo:hi, i * wp + j:i * wp + j + size] += dcols[:, i, j]
         self.dW = dW.T.reshape(self.W.shape)
         self.db = d.sum(axis=1)
         if not self.input_grad:
