@@ -208,7 +208,9 @@ def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, prog
 
 def predict(model, images, batch_size=250):
     """Logits (N, 10) for ``images``, in batches: bounded memory, and faster than one huge batch here."""
-    return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    with blas_threads():  # set once here, so the layers' own blas_threads() find nothing to change
+        return np.concatenate([model.forward(images[i:i + batch_size])
+                               for i in range(0, len(images), batch_size)])
 
 
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
