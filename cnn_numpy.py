@@ -1,8 +1,10 @@
 """The report's CNN in pure NumPy, vectorized: conv(1->16) ReLU pool -> conv(16->32) ReLU pool -> linear(1568->10).
 
     python cnn_numpy.py                          # the report's run: 5 epochs, lr 0.01, batch 16, SGD, Xavier init
-    python cnn_numpy.py --epochs 1 --limit-train 2000 --quiet
+    python cnn_numpy.py --epochs 1 --limit-train 2000 --batch-size 8 --lr 0.05   # a quick run that learns (~90%)
+    python cnn_numpy.py --optimizer adam --lr 0.001 --epochs 10 --batch-size 32 --init pytorch   # cnn_torch's recipe
     python cnn_numpy.py --eval-only              # redraw figures/cnn_numpy/ from checkpoints/cnn_numpy.npz
+                                                 # (or the committed reference/cnn_numpy.npz)
 
 The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
 SGD and the training loop are imported from there. Conv2d is im2col + one matrix product, with im2col and
@@ -18,11 +20,10 @@ import sys
 import numpy as np
 
 from common.checkpoint import save_npz
-from common.cli import make_parser, run_main, seed_everything
-from common.data import load_splits
+from common.cli import make_parser, parse_args, run_main
 from common.run import Run, dump_config
-from nn_numpy import (SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
-                      init_weights, train_or_evaluate)
+from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
+                      init_weights, make_optimizer, prepare, train_or_evaluate)
 
 
 class Conv2d:
@@ -152,39 +153,37 @@ class MaxPool2d:
         return dx
 
 
-def cnn(rng, dtype=np.float32):
-    """The report's CNN with Xavier/Glorot-uniform weights and zero biases.
+def cnn(rng, dtype=np.float32, init="xavier"):
+    """The report's CNN, by default with Xavier/Glorot-uniform weights and zero biases.
 
     Pooling comes before ReLU: the two commute exactly (max(relu(x)) = relu(max(x)), and both send a window's
     gradient to the same element), and this way ReLU touches 4x fewer elements.
     """
-    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init="xavier", input_grad=False),
+    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init=init, input_grad=False),
                       MaxPool2d(2), ReLU(),
-                      Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init="xavier"), MaxPool2d(2), ReLU(),
+                      Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init=init), MaxPool2d(2), ReLU(),
                       Flatten(),
-                      Linear(32 * 7 * 7, 10, rng, dtype, init="xavier"))
+                      Linear(32 * 7 * 7, 10, rng, dtype, init=init))
 
 
 def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
-                    epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz")
+                    epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd", init="xavier")
     add_dtype_flag(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    rng = seed_everything(args.seed)
-    dtype = np.dtype(args.dtype)
-    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
-    as_nchw = lambda images: images.astype(dtype, copy=False).reshape(len(images), 1, 28, 28)  # noqa: E731
-    data = (as_nchw(x_train), y_train, as_nchw(x_test), y_test)
-    config = dump_config(args, optimizer="SGD", momentum=0.0, init="Xavier/Glorot uniform, zero bias",
-                         architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-maxpool2-"
-                                      "linear(1568->10)")
+    args = parse_args(build_parser(), argv)
+    checkpoint, init_rng, order_rng, dtype, data, test_images = prepare(args, "cnn_numpy")
+    as_nchw = lambda images: images.reshape(len(images), 1, 28, 28)  # noqa: E731
+    data = (as_nchw(data[0]), data[1], as_nchw(data[2]), data[3])
+    config = dump_config(args, architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
+                                            "maxpool2-linear(1568->10)")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
-    model = cnn(rng, dtype)
-    train_or_evaluate(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args, rng)
+    model = cnn(init_rng, dtype, args.init)
+    train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
+                      test_images, checkpoint)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The report's MLP in pure NumPy: 784 -> 128 -> ReLU -> 64 -> ReLU -> 10 -> softmax, manual backprop, SGD.
 
     python nn_numpy.py                           # the report's run: 20 epochs, lr 0.1, batch 32, plain SGD
-    python nn_numpy.py --epochs 1 --limit-train 2000 --quiet
+    python nn_numpy.py --epochs 3 --limit-train 2000 --batch-size 8    # a quick run that learns (~85-89%)
+    python nn_numpy.py --optimizer sgd --lr 0.01 --momentum 0.9         # nn_torch.py's recipe, in NumPy
     python nn_numpy.py --eval-only               # redraw figures/nn_numpy/ from checkpoints/nn_numpy.npz
+                                                 # (or the committed reference/nn_numpy.npz)
 
 Each layer has forward(x) and backward(dout) -> dx and keeps its parameters and their gradients as
 attributes (W, b, dW, db). cnn_numpy.py builds the CNN from these same classes. No deep-learning framework
@@ -16,9 +18,10 @@ import sys
 
 import numpy as np
 
+from common import original
 from common.checkpoint import check_shapes, load_npz, save_npz
-from common.cli import make_parser, run_main, seed_everything
-from common.data import load_splits
+from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
+from common.data import load_model_inputs
 from common.run import Run, dump_config
 
 
@@ -174,28 +177,89 @@ class Sequential:
 
 
 class SGD:
-    """Plain stochastic gradient descent: p -= lr * dp, in place, for every parameter of ``model``."""
+    """Stochastic gradient descent, in place, for every parameter of ``model``: torch.optim.SGD's rule.
 
-    def __init__(self, model, lr):
-        self.model, self.lr = model, lr
+    momentum 0: p -= lr * dp (no buffer is kept).
+    momentum mu > 0: b = dp on the first step, then b = mu * b + dp; p -= lr * b (dampening 0, no Nesterov,
+    no weight decay). One buffer per parameter, in the parameter's dtype, in ``self.buffers``.
+    """
+
+    def __init__(self, model, lr, momentum=0.0):
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"SGD: lr must be a finite number >= 0, got {lr}")
+        if not (math.isfinite(momentum) and momentum >= 0):
+            raise ValueError(f"SGD: momentum must be a finite number >= 0, got {momentum}")
+        self.model, self.lr, self.momentum = model, lr, momentum
+        self.buffers = {}  # parameter index -> momentum buffer
 
     def step(self):
-        for layer, name in self.model.parameters():
-            param = getattr(layer, name)
-            param -= param.dtype.type(self.lr) * getattr(layer, "d" + name)
+        for i, (layer, name) in enumerate(self.model.parameters()):
+            param, grad = getattr(layer, name), getattr(layer, "d" + name)
+            update = self.momentum_buffer(i, param, grad) if self.momentum else grad
+            param -= param.dtype.type(self.lr) * update
+
+    def momentum_buffer(self, i, param, grad):
+        buffer = self.buffers.get(i)
+        if buffer is None:
+            buffer = self.buffers[i] = np.array(grad, dtype=param.dtype)  # a copy: grad may be reused
+        else:
+            buffer *= buffer.dtype.type(self.momentum)
+            buffer += grad
+        return buffer
 
 
-def mlp(rng, dtype=np.float32):
-    """The report's MLP, initialised like PyTorch's nn.Linear (U(+-1/sqrt(fan_in)) for W and b)."""
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it: amsgrad off, weight decay 0.
+
+    t += 1;  m = b1 m + (1 - b1) dp;  v = b2 v + (1 - b2) dp^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    m and v are per parameter, in its dtype, updated in place, in the same operation order as PyTorch's
+    single-tensor implementation (m by lerp; the bias corrections as Python floats).
+    """
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"Adam: lr must be a finite number >= 0, got {lr}")
+        if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"Adam: eps must be a finite number >= 0, got {eps}")
+        self.model, self.lr, self.betas, self.eps = model, lr, tuple(betas), eps
+        self.t = 0
+        self.m, self.v = {}, {}  # parameter index -> first / second moment
+
+    def step(self):
+        self.t += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1 ** self.t)
+        correction2_sqrt = (1 - beta2 ** self.t) ** 0.5
+        for i, (layer, name) in enumerate(self.model.parameters()):
+            param, grad = getattr(layer, name), getattr(layer, "d" + name)
+            scalar = param.dtype.type
+            if i not in self.m:
+                self.m[i], self.v[i] = np.zeros_like(param), np.zeros_like(param)
+            m, v = self.m[i], self.v[i]
+            m += scalar(1 - beta1) * (grad - m)
+            v *= scalar(beta2)
+            v += scalar(1 - beta2) * grad * grad
+            denominator = np.sqrt(v)
+            denominator /= scalar(correction2_sqrt)
+            denominator += scalar(self.eps)
+            param -= scalar(step_size) * m / denominator
+
+
+def mlp(rng, dtype=np.float32, init="pytorch"):
+    """The report's MLP, by default initialised like PyTorch's nn.Linear (U(+-1/sqrt(fan_in)) for W and b)."""
     return Sequential(Flatten(),
-                      Linear(784, 128, rng, dtype, input_grad=False), ReLU(),
-                      Linear(128, 64, rng, dtype), ReLU(),
-                      Linear(64, 10, rng, dtype))
+                      Linear(784, 128, rng, dtype, init, input_grad=False), ReLU(),
+                      Linear(128, 64, rng, dtype, init), ReLU(),
+                      Linear(64, 10, rng, dtype, init))
 
 
 def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
     """One pass over the training set in a fresh random order, one SGD step per batch."""
     order = rng.permutation(len(images))
+    progress.order_digest = order_digest(order)
     images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
     for start in range(0, len(images), batch_size):
         x, y = images[start:start + batch_size], labels[start:start + batch_size]
@@ -226,47 +290,80 @@ def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
 
 
 def evaluate_checkpoint(run, model, data, checkpoint):
-    """--eval-only: load the weights and the record saved with them, evaluate, and return the final numbers."""
-    state, record, iteration_losses = load_npz(checkpoint, run.model)
-    model.load_state_dict(state, checkpoint)
+    """--eval-only: put the checkpoint's weights in, take over its record, evaluate; returns the final numbers.
+
+    checkpoint: (state, record, iteration_losses) as load_npz returns it, or None for a checkpoint in the
+    original report's format (a pickled dict of arrays, e.g. model.pkl): common/original.py reads that, admitting
+    only NumPy arrays and mapping its names onto this model's layers; its per-epoch losses become the loss graph.
+    """
+    if checkpoint is None:
+        checkpoint = original.load_checkpoint(run.checkpoint, model, run.config)
+    state, record, iteration_losses = checkpoint
+    model.load_state_dict(state, run.checkpoint)
     run.restore(record, iteration_losses)
     x_train, y_train, x_test, y_test = data
     return run.evaluate(predict(model, x_train), y_train, predict(model, x_test), y_test)
 
 
-def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng):
-    """Train (or, with --eval-only, load the checkpoint instead), then write every output."""
+def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_images, checkpoint=None):
+    """Train (or, with --eval-only, evaluate the loaded ``checkpoint`` instead), then write every output.
+
+    test_images: (N, 28, 28), the test images as the figures show them (unpermuted).
+    """
     final = None
     if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, args.checkpoint)
+        final = evaluate_checkpoint(run, model, data, checkpoint)
     else:
         fit(run, model, loss_fn, optimizer, data, args.batch_size, rng)
-    run.finish(data[2].reshape(-1, 28, 28), final)
+    run.finish(test_images, final)
+
+
+def make_optimizer(model, args):
+    """--optimizer sgd (with --momentum) or adam, with PyTorch's update rules."""
+    if args.optimizer == "adam":
+        return Adam(model, args.lr)
+    return SGD(model, args.lr, args.momentum)
+
+
+def prepare(args, model_name):
+    """Parse-time work shared by the NumPy scripts: the checkpoint for --eval-only, the data flags, the seeds.
+
+    Returns (checkpoint or None, init_rng, order_rng, dtype, (x_train, y_train, x_test, y_test), test_images),
+    the images in ``dtype`` and shaped (N, 28, 28).
+    """
+    checkpoint = None  # the original's pickle is read once the model exists (evaluate_checkpoint)
+    if args.eval_only and not original.is_pickle(args.checkpoint):
+        checkpoint = load_npz(args.checkpoint, model_name)
+    resolve_data_flags(args, checkpoint and checkpoint[1])
+    init_rng, order_rng = seed_everything(args.seed)
+    dtype = np.dtype(args.dtype)
+    x_train, y_train, x_test, y_test, test_images = load_model_inputs(args.data_dir, args.limit_train,
+                                                                      args.permute_pixels)
+    data = (x_train.astype(dtype, copy=False), y_train, x_test.astype(dtype, copy=False), y_test)
+    return checkpoint, init_rng, order_rng, dtype, data, test_images
 
 
 def add_dtype_flag(parser):
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="floating-point type of weights and activations (default: %(default)s)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="floating-point type of weights and activations (default: float32; with "
+                             "--eval-only, the checkpoint's)")
 
 
 def build_parser():
     p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
-                    epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz")
+                    epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz", optimizer="sgd", init="pytorch")
     add_dtype_flag(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    rng = seed_everything(args.seed)
-    dtype = np.dtype(args.dtype)
-    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
-    data = (x_train.astype(dtype, copy=False), y_train, x_test.astype(dtype, copy=False), y_test)
-    config = dump_config(args, optimizer="SGD", momentum=0.0, init="PyTorch default: U(+-1/sqrt(fan_in))",
-                         architecture="784-128-ReLU-64-ReLU-10")
+    args = parse_args(build_parser(), argv)
+    checkpoint, init_rng, order_rng, dtype, data, test_images = prepare(args, "nn_numpy")
+    config = dump_config(args, architecture="784-128-ReLU-64-ReLU-10")
     run = Run("nn_numpy", "numpy", config, args, save_npz)
-    model = mlp(rng, dtype)
-    train_or_evaluate(run, model, SoftmaxCrossEntropy(), SGD(model, args.lr), data, args, rng)
+    model = mlp(init_rng, dtype, args.init)
+    train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
+                      test_images, checkpoint)
 
 
 if __name__ == "__main__":

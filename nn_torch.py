@@ -2,10 +2,14 @@
 
     python nn_torch.py                           # the report's run: 20 epochs, lr 0.01, momentum 0.9, batch 32
     python nn_torch.py --device cuda             # auto picks cuda, then mps, then cpu
+    python nn_torch.py --epochs 3 --limit-train 2000 --batch-size 8    # a quick run that learns (~85-88%)
+    python nn_torch.py --momentum 0 --lr 0.1     # nn_numpy.py's recipe (plain SGD), in PyTorch
     python nn_torch.py --eval-only               # redraw figures/nn_torch/ from checkpoints/nn_torch.pt
+                                                 # (or the committed reference/nn_torch.pt)
 
 The whole dataset lives on the device as one tensor; each epoch takes batches as slices of one random
-permutation (drawn with NumPy from --seed, the same order nn_numpy.py uses), with no DataLoader.
+permutation, drawn with NumPy from --seed's data-order stream: every script given the same seed, batch size
+and training set sees exactly the same batches (common.cli.seed_everything). No DataLoader.
 cnn_torch.py imports the device, training, evaluation and checkpoint helpers from here.
 """
 
@@ -20,8 +24,8 @@ import torch
 from torch import nn
 
 from common.checkpoint import check_record, check_shapes, require_file
-from common.cli import make_parser, non_negative_float, run_main, seed_everything
-from common.data import load_splits
+from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
+from common.data import load_model_inputs
 from common.errors import UsageError, UserError
 from common.io import atomic_path
 from common.run import Run, dump_config
@@ -54,7 +58,9 @@ def to_device(data, device):
 def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
     """One pass over the training set in a fresh random order, one optimizer step per batch."""
     model.train()
-    order = torch.from_numpy(rng.permutation(len(images))).to(images.device)
+    order = rng.permutation(len(images))
+    progress.order_digest = order_digest(order)
+    order = torch.from_numpy(order).to(images.device)
     images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
     for start in range(0, len(images), batch_size):
         x, y = images[start:start + batch_size], labels[start:start + batch_size]
@@ -111,26 +117,62 @@ def load_checkpoint(path, model_name):
 
 
 def evaluate_checkpoint(run, model, data, labels, checkpoint):
-    """--eval-only: load the weights and the record saved with them, evaluate, return the final numbers."""
-    state, record, iteration_losses = load_checkpoint(checkpoint, run.model)
+    """--eval-only: put the loaded weights in, take over their record, evaluate; returns the final numbers.
+
+    checkpoint: (state_dict, record, iteration_losses) as load_checkpoint returns it.
+    """
+    state, record, iteration_losses = checkpoint
     own = model.state_dict()
-    check_shapes({k: v.shape for k, v in own.items()}, {k: v.shape for k, v in state.items()}, checkpoint)
+    check_shapes({k: v.shape for k, v in own.items()}, {k: v.shape for k, v in state.items()}, run.checkpoint)
     model.load_state_dict(state)
     run.restore(record, iteration_losses)
     return run.evaluate(predict(model, data[0]), labels[0], predict(model, data[2]), labels[1])
 
 
-def train_or_evaluate(run, model, optimizer, data, labels, args, rng):
-    """Train (or, with --eval-only, load the checkpoint instead), then write every output.
+def train_or_evaluate(run, model, optimizer, data, labels, args, rng, test_images, checkpoint=None):
+    """Train (or, with --eval-only, evaluate the loaded ``checkpoint`` instead), then write every output.
 
-    data: (x_train, y_train, x_test, y_test) device tensors; labels: the NumPy (y_train, y_test).
+    data: (x_train, y_train, x_test, y_test) device tensors; labels: the NumPy (y_train, y_test);
+    test_images: (N, 28, 28) NumPy, the test images as the figures show them (unpermuted).
     """
     final = None
     if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, labels, args.checkpoint)
+        final = evaluate_checkpoint(run, model, data, labels, checkpoint)
     else:
         fit(run, model, nn.CrossEntropyLoss(), optimizer, data, labels, args.batch_size, rng)
-    run.finish(data[2].reshape(-1, 28, 28).cpu().numpy(), final)
+    run.finish(test_images, final)
+
+
+def initialise(model, init):
+    """--init: "pytorch" keeps PyTorch's defaults; "xavier" = Glorot-uniform weights and zero biases, as the
+    NumPy scripts' init_weights (same fans: fan_in = C_in*k*k, fan_out = C_out*k*k)."""
+    if init == "xavier":
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.zeros_(module.bias)
+    return model
+
+
+def make_optimizer(model, args):
+    if args.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=args.lr)
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+
+
+def prepare(args, model_name, image_shape):
+    """What the PyTorch scripts share before building the model: --eval-only's checkpoint, the device, the
+    seeds, the data. Returns (checkpoint or None, device, order_rng, device tensors, (y_train, y_test) NumPy,
+    test_images); the images shaped (N, *image_shape)."""
+    checkpoint = load_checkpoint(args.checkpoint, model_name) if args.eval_only else None
+    resolve_data_flags(args, checkpoint and checkpoint[1])
+    device = select_device(args.device)
+    _, order_rng = seed_everything(args.seed)  # the weights come from torch's generator, seeded there too
+    x_train, y_train, x_test, y_test, test_images = load_model_inputs(args.data_dir, args.limit_train,
+                                                                      args.permute_pixels)
+    shaped = (x_train.reshape(-1, *image_shape), y_train, x_test.reshape(-1, *image_shape), y_test)
+    return checkpoint, device, order_rng, to_device(shaped, device), (y_train, y_test), test_images
 
 
 def add_device_flag(parser):
@@ -140,25 +182,19 @@ def add_device_flag(parser):
 
 def build_parser():
     p = make_parser("nn_torch", "Train the report's MLP on MNIST with PyTorch.",
-                    epochs=20, lr=0.01, batch_size=32, checkpoint_suffix=".pt")
-    p.add_argument("--momentum", type=non_negative_float, default=0.9,
-                   help="SGD momentum (default: %(default)s)")
+                    epochs=20, lr=0.01, batch_size=32, checkpoint_suffix=".pt", optimizer="sgd", init="pytorch")
     add_device_flag(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    device = select_device(args.device)
-    rng = seed_everything(args.seed)
-    x_train, y_train, x_test, y_test = load_splits(args.data_dir, args.limit_train)
-    data = to_device((x_train, y_train, x_test, y_test), device)
-    model = mlp().to(device)
-    config = dump_config(args, device=str(device), dtype="float32", optimizer="SGD",
-                         init="PyTorch default", architecture="784-128-ReLU-64-ReLU-10")
+    args = parse_args(build_parser(), argv)
+    checkpoint, device, order_rng, data, labels, test_images = prepare(args, "nn_torch", (28, 28))
+    model = initialise(mlp(), args.init).to(device)
+    config = dump_config(args, device=str(device), dtype="float32", architecture="784-128-ReLU-64-ReLU-10")
     run = Run("nn_torch", "torch", config, args, save_checkpoint)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    train_or_evaluate(run, model, optimizer, data, (y_train, y_test), args, rng)
+    train_or_evaluate(run, model, make_optimizer(model, args), data, labels, args, order_rng, test_images,
+                      checkpoint)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ and write figures/results.md (ours beside the report's) and figures/comparison.p
     python reproduce.py --models cnn_numpy,cnn_torch
     python reproduce.py --quick                  # smoke run: 1 epoch on 2,000 images, into figures-quick/
     python reproduce.py --eval-only              # redraw everything from the saved checkpoints, no training
+    python reproduce.py --findings               # the report's Discussion checked: extra runs, 3 seeds, about
+                                                 # 40 min; reuses the main runs (run --seeds 3 first)
 
 Each model trains in its own process (a crash loses only that model; the NumPy runs never load torch),
 its output is streamed here with the model's name in front, and kept as train.log next to its figures.
@@ -18,26 +20,39 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common.cli import Parser, positive_int
+import original
+from common import stats
+from common.cli import REFERENCE_DIR, Parser, positive_int
 from common.io import write_text
 from common.run import TITLES
+from common.stats import mean_std
 
 MODELS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
 LABELS = TITLES
-REPORT_TEST_ACC = {"nn_numpy": 97.94, "nn_torch": 97.97, "cnn_numpy": 98.17, "cnn_torch": 98.77}
+# The report's final numbers, from the "Final Results" of its four training logs (training_metrics.txt in its
+# repository; tests/test_reproduce.py checks these against the files where ../shared/original has them).
+# Its train loss is the last epoch's running average; ours is measured on the whole set after the last epoch.
+REPORT = {"nn_numpy": {"train_acc": 99.99, "test_acc": 97.94, "train_loss": 0.0011, "test_loss": 0.0899},
+          "nn_torch": {"train_acc": 99.97, "test_acc": 97.97, "train_loss": 0.0013, "test_loss": 0.1024},
+          "cnn_numpy": {"train_acc": 98.17, "test_acc": 98.17, "train_loss": 0.0632, "test_loss": 0.0565},
+          "cnn_torch": {"train_acc": 99.52, "test_acc": 98.77, "train_loss": 0.0127, "test_loss": 0.0463}}
+REPORT_TEST_ACC = {model: numbers["test_acc"] for model, numbers in REPORT.items()}
 # --quick: one epoch on the first 2,000 training images. At the report's batch sizes that is too few steps
 # to learn much (40-82% test accuracy), so the smoke run takes smaller batches (and, for the plain-SGD CNN,
-# a larger step); tests/test_scripts.py uses the same settings.
-QUICK_FLAGS = {"nn_numpy": ["--batch-size", "8"], "nn_torch": ["--batch-size", "8"],
+# a larger step; the MLPs, 75-83% after one such epoch, get three); tests/test_scripts.py uses the same
+# settings, and they are the quick runs the scripts' --help recommends (common.cli.QUICK_EXAMPLE).
+QUICK_FLAGS = {"nn_numpy": ["--epochs", "3", "--batch-size", "8"], "nn_torch": ["--epochs", "3", "--batch-size", "8"],
                "cnn_numpy": ["--batch-size", "8", "--lr", "0.05"], "cnn_torch": ["--batch-size", "8"]}
 QUICK_BASE = ["--epochs", "1", "--limit-train", "2000"]
 COLUMNS = ["Model", "Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss", "epochs", "seconds",
-           "Report Test Acc (%)", "Δ Test Acc (pp)"]
+           "Report Train Acc (%)", "Report Test Acc (%)", "Report Train Loss", "Report Test Loss",
+           "Δ Test Acc (pp)", "run"]
 ROOT = Path(__file__).resolve().parent
 
 
@@ -47,53 +62,178 @@ def run_dir(out_dir, model, seed):
     return Path(out_dir) / model if seed == 0 else Path(out_dir) / "seeds" / f"seed{seed}" / model
 
 
+def checkpoint_name(model):
+    return model + (".npz" if model.endswith("numpy") else ".pt")
+
+
 def checkpoint_path(checkpoint_dir, model, seed):
-    name = model + (".npz" if model.endswith("numpy") else ".pt")
+    name = checkpoint_name(model)
     return Path(checkpoint_dir) / name if seed == 0 else Path(checkpoint_dir) / f"seed{seed}" / name
 
 
-def train_one(model, seed, args):
-    """Run ``model``'s script in a child process; stream and keep its log. Returns (exit code, last line)."""
-    out_root = run_dir(args.out_dir, model, seed).parent
+def train_one(model, seed, args, group=None):
+    """Run ``model``'s script in a child process; stream and keep its log.
+
+    group: None for the report's configuration, else a name of FINDINGS_RUNS (its flags, its own folders,
+    no PNGs). Returns (exit code, last line, peak memory in MB or None).
+    """
+    if group is None:
+        out_root, checkpoint, flags = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args), []
+        quick = QUICK_BASE + QUICK_FLAGS[model]
+    else:
+        out_root = findings_run_dir(args.out_dir, group, seed)
+        checkpoint = Path(args.checkpoint_dir) / "findings" / group / f"seed{seed}" / checkpoint_name(model)
+        flags, quick = [*FINDINGS_RUNS[group][1], "--no-figures"], QUICK_BASE
     command = [sys.executable, str(ROOT / f"{model}.py"), "--seed", str(seed), "--out-dir", str(out_root),
-               "--checkpoint", str(checkpoint_path(args.checkpoint_dir, model, seed)), "--quiet"]
+               "--checkpoint", str(checkpoint), "--quiet", *flags]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     if args.quick:
-        command += QUICK_BASE + QUICK_FLAGS[model]
+        command += quick
     if args.eval_only:
         command.append("--eval-only")
-    log = run_dir(args.out_dir, model, seed) / "train.log"
+    log = Path(out_root) / model / "train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"[{model} seed {seed}]"
+    tag = f"[{group or model} seed {seed}]"
     lines = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as child:
         for line in child.stdout:
             print(f"{tag} {line}", end="", flush=True)
             lines.append(line)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024  # kB on Linux
-    lines.append(f"# exit code {child.returncode}; peak memory {peak_mb:.0f} MB\n")
-    write_text(log, "".join(lines))
+        child.returncode, peak_mb = wait_with_peak_memory(child)
+    peak = "not measured on this system" if peak_mb is None else f"{peak_mb:.0f} MB"
+    lines.append(f"# exit code {child.returncode}; peak memory {peak}\n")
+    # A failed run never replaces the log of a finished one: it goes beside it.
+    write_text(log if child.returncode == 0 else log.with_name("train.failed.log"), "".join(lines))
     return child.returncode, (lines[-2].strip() if len(lines) > 1 else ""), peak_mb
+
+
+def wait_with_peak_memory(child):
+    """-> (exit code, peak resident memory of the child in MB, or None where the OS does not tell).
+
+    os.wait4 exists on Linux and macOS; ru_maxrss is in kB on Linux but in bytes on macOS. On Windows the
+    child is simply waited for.
+    """
+    if not hasattr(os, "wait4"):
+        return child.wait(), None
+    _, status, usage = os.wait4(child.pid, 0)
+    per_mb = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / per_mb
+
+
+# --- the findings: extra configurations, and the report's Discussion checked (common/findings.py) ----------------
+
+PERMUTATION_SEED = 0  # the one fixed pixel permutation of the spatial-structure control
+# group name (common/findings.py) -> (script, flags on top of the script's report defaults)
+FINDINGS_RUNS = {
+    "nn_numpy+momentum": ("nn_numpy", ["--lr", "0.01", "--momentum", "0.9"]),         # nn_torch's recipe
+    "nn_torch+sgd": ("nn_torch", ["--lr", "0.1", "--momentum", "0"]),                  # nn_numpy's recipe
+    "cnn_numpy+adam": ("cnn_numpy", ["--optimizer", "adam", "--lr", "0.001", "--epochs", "10",
+                                     "--batch-size", "32", "--init", "pytorch"]),      # cnn_torch's recipe
+    "cnn_torch+sgd": ("cnn_torch", ["--optimizer", "sgd", "--lr", "0.01", "--epochs", "5", "--batch-size", "16",
+                                    "--init", "xavier"]),                                # cnn_numpy's recipe
+    **{f"{model}+permuted": (model, ["--permute-pixels", str(PERMUTATION_SEED)]) for model in MODELS},
+}
+
+
+def findings_run_dir(out_dir, group, seed):
+    return Path(out_dir) / "findings" / "runs" / group / f"seed{seed}"
+
+
+def findings_groups(out_dir):
+    """group name -> the records on disk: the main runs (every seed present) and the extra configurations."""
+    groups = {}
+    for model in MODELS:
+        seeds = seeds_on_disk(out_dir, model)
+        if seeds:
+            groups[model] = [read_record(run_dir(out_dir, model, seed)) for seed in seeds]
+    for group, (model, _) in FINDINGS_RUNS.items():
+        folders = sorted(Path(out_dir, "findings", "runs", group).glob(f"seed*/{model}"))
+        runs = [read_record(folder) for folder in folders if (folder / "metrics.json").is_file()]
+        if runs:
+            groups[group] = runs
+    return groups
+
+
+def read_record(folder):
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def gpu_timings(args):
+    """Epoch seconds of nn_torch and cnn_torch on cuda and on cpu, in one run; None where no CUDA device is."""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available() and "
+                            "torch.cuda.get_device_name(0))"], capture_output=True, text=True)
+    machine = probe.stdout.strip()
+    if probe.returncode != 0 or machine in ("", "False"):
+        return None
+    timings = {"machine": machine}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("nn_torch", "cnn_torch"):
+            for device in ("cpu", "cuda"):
+                command = [sys.executable, str(ROOT / f"{model}.py"), "--epochs", "2", "--device", device,
+                           "--quiet", "--no-figures", "--out-dir", tmp, "--checkpoint", f"{tmp}/{model}.pt"]
+                if args.data_dir:
+                    command += ["--data-dir", args.data_dir]
+                if subprocess.run(command, capture_output=True).returncode == 0:
+                    history = read_record(Path(tmp) / model)["history"]
+                    timings.setdefault(model, {})[device] = [h["seconds"] for h in history]
+    return timings
+
+
+def run_findings(args, models):
+    """Train the extra configurations of ``models`` for each seed, then write figures/findings.md."""
+    failures = []
+    for seed in range(args.seeds):
+        for group, (model, _) in FINDINGS_RUNS.items():
+            if model in models:
+                code, last_line, _ = train_one(model, seed, args, group)
+                if code != 0:
+                    failures.append((group, seed, f"exit code {code}: {last_line}"))
+                    print(f"reproduce.py: {group} seed {seed} failed (exit code {code}); going on with the others",
+                          file=sys.stderr, flush=True)
+    from common.findings import write_findings  # matplotlib only when it is needed
+
+    text = write_findings(args.out_dir, findings_groups(args.out_dir), gpu_timings(args))
+    print("\n" + text)
+    return failures
 
 
 # --- results -------------------------------------------------------------------------------------------------
 
-def load_records(out_dir, finished):
-    """model -> list of metrics.json records, one per (model, seed) in ``finished``, in MODELS order."""
-    records = {}
-    for model, seed in sorted(finished, key=lambda ms: (MODELS.index(ms[0]), ms[1])):
-        path = run_dir(out_dir, model, seed) / "metrics.json"
-        records.setdefault(model, []).append(json.loads(path.read_text()))
-    return records
+def load_records(out_dir, finished, models_run):
+    """-> (model -> list of metrics.json records, model -> where they come from), in MODELS order.
+
+    Models run now contribute the seeds that finished now; every other model, whatever records an earlier
+    run left in ``out_dir`` (seed 0 and figures/seeds/seed<k>/), so that `--models X` updates X's row and
+    keeps the others'.
+    """
+    records, sources = {}, {}
+    for model in MODELS:
+        if model in models_run:
+            seeds = sorted(seed for m, seed in finished if m == model)
+            source = "this run"
+        else:
+            seeds = seeds_on_disk(out_dir, model)
+            source = None
+        runs = [json.loads((run_dir(out_dir, model, seed) / "metrics.json").read_text()) for seed in seeds]
+        if runs:
+            records[model], sources[model] = runs, source or earlier_run(runs)
+    return records, sources
 
 
-def mean_std(values):
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+def seeds_on_disk(out_dir, model):
+    seeds = [0] if (run_dir(out_dir, model, 0) / "metrics.json").is_file() else []
+    for folder in sorted(Path(out_dir, "seeds").glob("seed*")):
+        suffix = folder.name.removeprefix("seed")
+        if suffix.isdigit() and int(suffix) > 0 and (folder / model / "metrics.json").is_file():
+            seeds.append(int(suffix))
+    return sorted(seeds)
+
+
+def earlier_run(runs):
+    finished = [r["finished_at"] for r in runs if r.get("finished_at")]
+    return f"earlier run ({max(finished)[:16].replace('T', ' ')} UTC)" if finished else "earlier run"
 
 
 def fmt(values, digits):
@@ -101,7 +241,7 @@ def fmt(values, digits):
     return f"{mean:.{digits}f}" if len(values) == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def summary_rows(records):
+def summary_rows(records, sources=None):
     rows = []
     for model, runs in records.items():
         finals = [r["final"] for r in runs]
@@ -114,10 +254,19 @@ def summary_rows(records):
             "Test Loss": fmt([f["test_loss"] for f in finals], 4),
             "epochs": str(runs[0]["config"]["epochs"]),
             "seconds": fmt([r["seconds_total"] for r in runs], 0),
-            "Report Test Acc (%)": f"{REPORT_TEST_ACC[model]:.2f}",
+            "Report Train Acc (%)": f"{REPORT[model]['train_acc']:.2f}",
+            "Report Test Acc (%)": f"{REPORT[model]['test_acc']:.2f}",
+            "Report Train Loss": f"{REPORT[model]['train_loss']:.4f}",
+            "Report Test Loss": f"{REPORT[model]['test_loss']:.4f}",
             "Δ Test Acc (pp)": f"{mean_std(test_acc)[0] - REPORT_TEST_ACC[model]:+.2f}",
+            "run": f"{(sources or {}).get(model, 'this run')}, {seed_list(runs)}",
         })
     return rows
+
+
+def seed_list(runs):
+    seeds = [r["config"].get("seed", "?") for r in runs]
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
 
 
 def results_table(rows):
@@ -140,38 +289,33 @@ def parse_results_table(text):
     return rows
 
 
-def compare(records, a, b):
-    """Difference of mean test accuracy a - b (pp), its standard error, and Welch's t; None below 2 seeds."""
-    if a not in records or b not in records or min(len(records[a]), len(records[b])) < 2:
-        return None
-    xa = np.array([100 * r["final"]["test_acc"] for r in records[a]])
-    xb = np.array([100 * r["final"]["test_acc"] for r in records[b]])
-    diff = xa.mean() - xb.mean()
-    se = math.sqrt(xa.var(ddof=1) / len(xa) + xb.var(ddof=1) / len(xb))
-    return diff, se, (diff / se if se > 0 else math.inf * np.sign(diff))
+NOISE_PAIRS = [("cnn_numpy", "nn_numpy", "CNN vs MLP, NumPy"), ("cnn_torch", "nn_torch", "CNN vs MLP, PyTorch"),
+               ("cnn_numpy", "nn_torch", "CNN (NumPy) vs MLP (PyTorch)"),
+               ("cnn_torch", "nn_numpy", "CNN (PyTorch) vs MLP (NumPy)"),
+               ("nn_torch", "nn_numpy", "PyTorch vs NumPy, MLP"), ("cnn_torch", "cnn_numpy", "PyTorch vs NumPy, CNN")]
+
+
+def test_accuracies(records, model):
+    return [100 * r["final"]["test_acc"] for r in records.get(model, [])]
 
 
 def noise_section(records):
-    pairs = [("cnn_numpy", "nn_numpy", "CNN vs MLP, NumPy"), ("cnn_torch", "nn_torch", "CNN vs MLP, PyTorch"),
-             ("cnn_numpy", "nn_torch", "CNN (NumPy) vs MLP (PyTorch)"),
-             ("cnn_torch", "nn_numpy", "CNN (PyTorch) vs MLP (NumPy)"),
-             ("nn_torch", "nn_numpy", "PyTorch vs NumPy, MLP"), ("cnn_torch", "cnn_numpy", "PyTorch vs NumPy, CNN")]
-    lines = []
-    for a, b, title in pairs:
-        result = compare(records, a, b)
-        if result is None:
-            continue
-        diff, se, t = result
-        verdict = ("holds beyond seed noise" if abs(t) >= 3 else
-                   "likely, but within about 3 standard errors" if abs(t) >= 2 else "not distinguishable from seed noise")
-        lines.append(f"| {title} | {diff:+.2f} | {se:.2f} | {t:+.1f} | {verdict} |")
-    if not lines:
+    """The seed-noise table: Welch's t-test per comparison, Holm-adjusted over the table (common.stats)."""
+    tests = [(title, stats.welch(test_accuracies(records, a), test_accuracies(records, b)))
+             for a, b, title in NOISE_PAIRS]
+    tests = [(title, w) for title, w in tests if w is not None]
+    if not tests:
         return ""
-    n = min(len(v) for v in records.values())
-    return ("\n## Beyond seed noise?\n\nDifference of mean test accuracy over the seeds (percentage points), its "
-            f"standard error and Welch's t ({n} seeds each; |t| ≥ 3 counted as beyond noise):\n\n"
-            "| comparison | Δ test acc (pp) | std. error | t | verdict |\n|---|---|---|---|---|\n"
-            + "\n".join(lines) + "\n")
+    adjusted = stats.holm([w.p for _, w in tests])
+    lines = [f"| {title} | {w.diff:+.2f} | {w.se:.2f} | {w.t:+.1f} | {w.df:.1f} | {w.p:.3f} | {p_adj:.3f} | "
+             f"{stats.verdict(p_adj)} |" for (title, w), p_adj in zip(tests, adjusted)]
+    n = sorted({len(v) for v in records.values()})
+    return ("\n## Beyond seed noise?\n\nDifference of mean test accuracy over the seeds (percentage points), "
+            f"its standard error, Welch's t with its degrees of freedom, and the p-value before and after "
+            f"Holm's correction for the {len(tests)} comparisons ({'/'.join(map(str, n))} seeds per model). "
+            f"Rule: {stats.RULE}.\n\n"
+            "| comparison | Δ test acc (pp) | std. error | t | df | p | p (Holm) | verdict |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def plot_comparison(path, records):
@@ -197,16 +341,16 @@ def plot_comparison(path, records):
         left.grid(True, alpha=0.3)
         left.legend()
         x = np.arange(len(models))
-        stats = [mean_std([100 * r["final"]["test_acc"] for r in records[m]]) for m in models]
-        right.errorbar(x - 0.08, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o", capsize=4,
+        spread = [mean_std(test_accuracies(records, m)) for m in models]
+        right.errorbar(x - 0.08, [s[0] for s in spread], yerr=[s[1] for s in spread], fmt="o", capsize=4,
                        color="tab:blue", label=f"ours (mean ± std, {min(len(records[m]) for m in models)} seed(s))")
         right.scatter(x + 0.08, [REPORT_TEST_ACC[m] for m in models], marker="D", color="tab:red", zorder=3,
                       label="report")
-        for xi, (mean, std) in zip(x, stats):
+        for xi, (mean, std) in zip(x, spread):
             right.annotate(f"{mean:.2f}", (xi - 0.08, mean + std), textcoords="offset points", xytext=(0, 5),
                            ha="center", fontsize=9, color="tab:blue")
-        low = min(min(s[0] - s[1] for s in stats), min(REPORT_TEST_ACC[m] for m in models))
-        high = max(max(s[0] + s[1] for s in stats), max(REPORT_TEST_ACC[m] for m in models))
+        low = min(min(s[0] - s[1] for s in spread), min(REPORT_TEST_ACC[m] for m in models))
+        high = max(max(s[0] + s[1] for s in spread), max(REPORT_TEST_ACC[m] for m in models))
         right.set_ylim(math.floor(low * 4 - 1) / 4, min(100, math.ceil(high * 4 + 1) / 4))
         right.set_xlim(-0.5, len(models) - 0.5)
         right.set_xticks(x, [LABELS[m].replace(", ", "\n") for m in models])
@@ -218,14 +362,16 @@ def plot_comparison(path, records):
         save(fig, path)
 
 
-def write_results(args, records, total_seconds, failures, peaks):
-    rows = summary_rows(records)
-    seeds = f"{args.seeds} seeds (0–{args.seeds - 1}), mean ± sample std" if args.seeds > 1 else "seed 0"
+def write_results(args, records, sources, total_seconds, failures, peaks):
+    rows = summary_rows(records, sources)
     command = "python reproduce.py" + "".join(f" {a}" for a in sys.argv[1:])
     text = (f"# Results\n\nProduced by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
-            f"Python {platform.python_version()}; {seeds}; total {total_seconds / 60:.1f} min.\n"
-            f"Accuracies in %, losses are mean cross-entropy (nats); train numbers are measured on the whole "
-            f"training set after the last epoch; seconds = one whole run (training, evaluation, figures).\n\n"
+            f"Python {platform.python_version()}; this run took {total_seconds / 60:.1f} min. Mean ± sample std "
+            f"over the seeds named in the last column, which also says whether a row comes from this run or "
+            f"was kept from an earlier one.\n"
+            f"Accuracies in %, losses are mean cross-entropy (nats); our train numbers are measured on the whole "
+            f"training set after the last epoch (the report's train loss is its last epoch's running average); "
+            f"seconds = one whole run (training, evaluation, figures).\n\n"
             + results_table(rows))
     if peaks:
         text += ("\nPeak memory per run (MB, largest over seeds): "
@@ -238,12 +384,25 @@ def write_results(args, records, total_seconds, failures, peaks):
     return text
 
 
+def checkpoint_to_use(model, seed, args):
+    """Where the run's checkpoint goes; for --eval-only of seed 0 with the default folder, the committed
+    reference/<model> checkpoint when checkpoints/ has none (a fresh clone)."""
+    path = checkpoint_path(args.checkpoint_dir, model, seed)
+    reference = REFERENCE_DIR / path.name
+    if args.eval_only and seed == 0 and not args.checkpoint_dir_given and not path.exists() and reference.is_file():
+        return reference
+    return path
+
+
 def build_parser():
     p = Parser(prog="reproduce.py", description="Train the four models and regenerate the report's figures.")
     p.add_argument("--models", default=",".join(MODELS),
                    help="comma-separated subset of " + ", ".join(MODELS) + " (default: all four)")
-    p.add_argument("--seeds", type=positive_int, default=1,
-                   help="run every model with seeds 0..N-1 and report mean ± std (default: %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="run every model with seeds 0..N-1 and report mean ± std (default: 1; 3 with --findings)")
+    p.add_argument("--findings", action="store_true",
+                   help="check the report's Discussion: train the extra configurations (recipe crossover, "
+                        "permuted pixels) for each seed, reuse the main runs on disk, write figures/findings.md")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 epoch on 2,000 training images, into figures-quick/ unless --out-dir")
     p.add_argument("--eval-only", action="store_true",
@@ -251,20 +410,37 @@ def build_parser():
     p.add_argument("--out-dir", default=None, help="where figures and results go (default: figures)")
     p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: checkpoints)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
+    p.add_argument("--original", nargs="?", const=original.DEFAULT_DIR, default=None, metavar="DIR",
+                   help="instead of training: grade the original report's own weights and logs, taken from DIR "
+                        f"(downloaded there if missing; DIR default: {original.DEFAULT_DIR}), into "
+                        "OUT_DIR/original.md and OUT_DIR/original/")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.original is not None:
+        return original.main(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         build_parser().error(f"--models: unknown model(s) {', '.join(unknown) or '(none)'}; "
                              f"choose from {', '.join(MODELS)}")
     args.out_dir = args.out_dir or ("figures-quick" if args.quick else "figures")
+    args.checkpoint_dir_given = args.checkpoint_dir is not None
     args.checkpoint_dir = args.checkpoint_dir or str(Path(args.out_dir) / "checkpoints" if args.quick
                                                      else "checkpoints")
+    args.seeds = args.seeds or (3 if args.findings else 1)
     started = time.perf_counter()
+    if args.findings:
+        try:
+            failures = run_findings(args, models)
+        except KeyboardInterrupt:
+            print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
+            return 130
+        print(f"reproduce.py: findings in {Path(args.out_dir) / 'findings.md'}; {len(failures)} run(s) failed; "
+              f"total {(time.perf_counter() - started) / 60:.1f} min")
+        return 1 if failures else 0
     failures, finished, peaks = [], [], {}
     try:
         for seed in range(args.seeds):
@@ -276,17 +452,20 @@ def main(argv=None):
                           file=sys.stderr, flush=True)
                 else:
                     finished.append((model, seed))
-                    peaks.setdefault(model, []).append(peak_mb)
+                    if peak_mb is not None:
+                        peaks.setdefault(model, []).append(peak_mb)
     except KeyboardInterrupt:
         print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
         return 130
     total = time.perf_counter() - started
-    records = load_records(args.out_dir, finished)
+    records, sources = load_records(args.out_dir, finished, models)
+    where = "nothing was written"
     if records:
-        text = write_results(args, records, total, failures, peaks)
+        text = write_results(args, records, sources, total, failures, peaks)
         print("\n" + text)
-    print(f"reproduce.py: {sum(len(v) for v in records.values())} run(s) finished, {len(failures)} failed; "
-          f"total {total / 60:.1f} min; results in {Path(args.out_dir) / 'results.md'}")
+        where = f"results in {Path(args.out_dir) / 'results.md'}"
+    print(f"reproduce.py: {len(finished)} run(s) finished, {len(failures)} failed; total {total / 60:.1f} min; "
+          f"{where}")
     return 1 if failures else 0
 
 

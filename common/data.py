@@ -8,11 +8,16 @@ Where the files are looked for, in order: ``root`` (the scripts' ``--data-dir``)
 MNIST_DIR, then ./data. In each place both a flat folder and torchvision's ``MNIST/raw/`` layout are
 accepted, each file gzipped or not. Every file is checked by its IDX header and by the md5 of its
 decompressed payload; any failure raises :class:`DataError` with a one-line message.
+
+Missing files are downloaded by :func:`download` (temp file, check, rename; also used for the original
+report's files): from MNIST_MIRROR (an http(s):// or file:// URL, or a local folder; default the S3 mirror
+below), giving up after MNIST_TIMEOUT seconds without data (default 30).
 """
 
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import socket
 import tempfile
@@ -105,32 +110,72 @@ def find_or_download(name, root=None, download=True):
 
 
 def download_file(filename, folder):
-    """Download ``filename`` from the mirror into ``folder``, verified, via a temp file + atomic rename.
+    """MNIST file ``filename`` from the mirror into ``folder``, md5-checked (see :func:`download`)."""
+    name = filename.removesuffix(".gz")
+    url = mirror_base("MNIST_MIRROR", DEFAULT_MIRROR, "the four MNIST files") + filename
 
-    An interrupted, truncated or corrupt download leaves nothing behind that could later look valid.
+    def verify(tmp, source):
+        _, digest = read_idx(tmp, name, source=source, gzipped=True)
+        check_md5(digest, name, source)
+
+    return download(url, Path(folder) / filename, verify,
+                    advice=f"put the four MNIST files in {folder} or set MNIST_DIR to their folder",
+                    mirror_var="MNIST_MIRROR")
+
+
+def mirror_base(variable, default, what):
+    """The base URL in environment ``variable`` (an http(s):// or file:// URL, or a folder), ending in "/"."""
+    value = os.environ.get(variable) or default
+    scheme, sep, _ = value.partition("://")
+    if sep:
+        if scheme.lower() not in ("http", "https", "file"):
+            raise DataError(f"{variable}={value} has the unknown URL scheme {scheme!r}; it must be an http://, "
+                            f"https:// or file:// URL, or a folder holding {what}")
+        return value.rstrip("/") + "/"
+    if Path(value).is_dir():
+        return Path(value).resolve().as_uri() + "/"
+    raise DataError(f"{variable}={value} is neither a URL nor a folder; set it to an http:// or https:// "
+                    f"mirror, or to a folder holding {what}, or unset it")
+
+
+def download_timeout():
+    """Seconds without data before a download is abandoned: MNIST_TIMEOUT, a finite number > 0 (default 30)."""
+    text = os.environ.get("MNIST_TIMEOUT") or str(DEFAULT_TIMEOUT)
+    try:
+        timeout = float(text)
+    except ValueError:
+        raise DataError(f"MNIST_TIMEOUT={text} is not a number of seconds; set it to a number of seconds "
+                        f"greater than 0 (default {DEFAULT_TIMEOUT:g}), or unset it") from None
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise DataError(f"MNIST_TIMEOUT={text} must be a finite number of seconds greater than 0 "
+                        f"(default {DEFAULT_TIMEOUT:g}); set it to one, or unset it")
+    return timeout
+
+
+def download(url, path, verify, advice, mirror_var):
+    """Download ``url`` to ``path`` through a temp file beside it, checked by ``verify(tmp, url)`` (which
+    raises DataError), then renamed into place.
+
+    An interrupted, truncated or corrupt download leaves nothing behind that could later look valid. Every
+    failure is a DataError of one line; ``advice`` says what to do instead ("put the files in ..."),
+    ``mirror_var`` names the environment variable that picks another mirror.
     """
     from tqdm import tqdm  # only needed here; keeps `import common.data` light
 
-    mirror = os.environ.get("MNIST_MIRROR", DEFAULT_MIRROR)
-    url = mirror.rstrip("/") + "/" + filename
+    timeout = download_timeout()
+    path = Path(path)
     try:
-        timeout = float(os.environ.get("MNIST_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        raise DataError(f"MNIST_TIMEOUT={os.environ['MNIST_TIMEOUT']} is not a number of seconds") from None
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as e:
-        raise DataError(f"cannot write to {folder} to download MNIST into ({e.strerror}); "
-                        f"choose another folder with --data-dir or MNIST_DIR") from None
-    final = folder / filename
+        raise DataError(f"cannot write to {path.parent} to download {path.name} into ({e.strerror}); "
+                        f"choose another folder") from None
     try:
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 expected = response.headers.get("Content-Length")
                 expected = int(expected) if expected else None
-                with tqdm(total=expected, unit="B", unit_scale=True, desc=f"downloading {filename}",
+                with tqdm(total=expected, unit="B", unit_scale=True, desc=f"downloading {path.name}",
                           leave=False, disable=None) as bar:
                     received = 0
                     while chunk := response.read(1 << 16):
@@ -140,24 +185,37 @@ def download_file(filename, folder):
             if expected is not None and received != expected:
                 raise DataError(f"download of {url} broke off after {received} of {expected} bytes; "
                                 f"run again to retry")
-        _, digest = read_idx(Path(tmp), filename.removesuffix(".gz"), source=url, gzipped=True)
-        check_md5(digest, filename.removesuffix(".gz"), url)
-        os.replace(tmp, final)
+        verify(Path(tmp), url)
+        os.replace(tmp, path)
     except urllib.error.HTTPError as e:
-        raise DataError(f"could not download {url}: HTTP {e.code} {e.reason}; set MNIST_MIRROR to a "
-                        f"working mirror, or put the four MNIST files in {folder}") from None
+        raise DataError(f"could not download {url}: HTTP {e.code} {e.reason}; set {mirror_var} to a "
+                        f"working mirror, or {advice}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or type(e).__name__
+        if isinstance(reason, FileNotFoundError):  # a file:// mirror (a folder) without that file
+            raise DataError(f"could not download {url}: no such file; set {mirror_var} to a folder that "
+                            f"holds it, or {advice}") from None
         if isinstance(e, (socket.timeout, TimeoutError)) or isinstance(reason, (socket.timeout, TimeoutError)):
             reason = f"no data for {timeout:g} s"
         elif isinstance(e, http.client.IncompleteRead):
             reason = f"the connection closed after {len(e.partial)} bytes of the file"
-        raise DataError(f"could not download {url} ({reason}); if this machine is offline, put the four "
-                        f"MNIST files in {folder} or set MNIST_DIR to their folder") from None
+        raise DataError(f"could not download {url} ({reason}); if this machine is offline, {advice}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return final
+    return path
+
+
+def check_sha256(path, expected, source=None):
+    """``path``'s sha256 must be ``expected``; a DataError naming ``source`` (default: the path) if not."""
+    source = source or path
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as e:
+        raise DataError(f"cannot read {source}: {e.strerror or e}") from None
+    if digest != expected:
+        raise DataError(f"{source}: checksum mismatch (sha256 {digest}, expected {expected}); the file is "
+                        f"corrupt or not the original — delete it and run again to re-download")
 
 
 def read_bytes(path, gzipped=None, source=None):
@@ -233,3 +291,27 @@ def load_splits(root=None, limit_train=None):
     if limit_train is not None:
         x_train, y_train = x_train[:limit_train], y_train[:limit_train]
     return x_train, y_train, x_test, y_test
+
+
+def load_model_inputs(root=None, limit_train=None, permute_seed=None):
+    """``(x_train, y_train, x_test, y_test, test_images)``: what the model sees, and what the figures show.
+
+    With ``permute_seed`` the model's images have their pixels permuted (:func:`permute_pixels`);
+    ``test_images`` are always the test images as they are, for the figures.
+    """
+    x_train, y_train, x_test, y_test = load_splits(root, limit_train)
+    test_images = x_test
+    if permute_seed is not None:
+        x_train, x_test = permute_pixels(x_train, permute_seed), permute_pixels(x_test, permute_seed)
+    return x_train, y_train, x_test, y_test, test_images
+
+
+def permute_pixels(images, seed):
+    """The same images with their 784 pixel positions shuffled by one fixed permutation drawn from ``seed``.
+
+    The spatial-structure control (--permute-pixels): an MLP cannot tell permuted from original images, a CNN
+    loses the neighbourhoods its 3x3 kernels rely on. Every script draws the same permutation from the same seed.
+    images: (N, 28, 28) -> (N, 28, 28), a new array.
+    """
+    order = np.random.default_rng(seed).permutation(28 * 28)
+    return images.reshape(len(images), -1)[:, order].reshape(images.shape)

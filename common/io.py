@@ -6,7 +6,9 @@ A crash, Ctrl-C or full disk mid-write therefore never leaves a half-written fil
 import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from common.errors import UsageError, UserError
@@ -19,6 +21,17 @@ def atomic_path(path):
     The temp name keeps ``path``'s suffix, so writers that infer a format from it (savefig) still work.
     """
     path = Path(path)
+    tmp = temp_beside(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def temp_beside(path):
+    """A new empty temporary file in ``path``'s folder, named ``.<stem>.XXXX.tmp<suffix>``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
@@ -26,12 +39,57 @@ def atomic_path(path):
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs should look like any other file
+    return Path(tmp)
+
+
+class OutputSet:
+    """Several output files that switch over as one set: all new, or (on any failure or Ctrl-C) all old.
+
+        with OutputSet() as outputs:
+            plot(outputs.path("figures/x/loss.png"))      # written to a temp file beside the final one
+            write_json(outputs.path("figures/x/metrics.json"), record)
+        # here every file has been renamed into place, with Ctrl-C held back during the renames
+
+    ``interrupted`` is True afterwards if Ctrl-C came during the switch (the set is then complete).
+    """
+
+    def __init__(self):
+        self.pending, self.interrupted = [], False
+
+    def path(self, final):
+        tmp = temp_beside(Path(final))
+        self.pending.append((tmp, Path(final)))
+        return tmp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None:
+                with sigint_held() as came:
+                    for tmp, final in self.pending:
+                        os.replace(tmp, final)
+                self.interrupted = bool(came)
+        finally:
+            for tmp, _ in self.pending:
+                if tmp.exists():
+                    tmp.unlink()
+        return False
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """Hold Ctrl-C back while the block runs (main thread only); yields a list that is non-empty if one came."""
+    came = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: came.append(True))
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield came
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        signal.signal(signal.SIGINT, previous)
 
 
 def current_umask():

@@ -39,7 +39,11 @@ def smooth(values, window):
 
 
 def plot_loss(path, title, history, iteration_losses):
-    """history: list of dicts with epoch, train_loss, test_loss; iteration_losses: one per training step."""
+    """history: list of dicts with epoch, train_loss, test_loss; iteration_losses: one per training step.
+
+    A history without train_loss (the original report's, which logged only the mean over each epoch's batches)
+    draws its train_loss_running instead, labelled as such.
+    """
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         if len(iteration_losses) and history:
@@ -49,7 +53,9 @@ def plot_loss(path, title, history, iteration_losses):
             ax.plot(x, smooth(iteration_losses, window), color="tab:blue", alpha=0.25, linewidth=0.8,
                     label=f"train, per iteration (moving average of {window})")
         epochs = [h["epoch"] for h in history]
-        ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train (whole set)")
+        key, label = (("train_loss", "train (whole set)") if all("train_loss" in h for h in history)
+                      else ("train_loss_running", "train (mean over the epoch's batches)"))
+        ax.plot(epochs, [h[key] for h in history], "o-", color="tab:blue", label=label)
         ax.plot(epochs, [h["test_loss"] for h in history], "s-", color="tab:orange", label="test")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")

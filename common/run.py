@@ -13,6 +13,7 @@ Nothing is written until the run ends well. A diverging loss raises :class:`Dive
 Ctrl-C keeps the last complete epoch beside, never over, the outputs of an earlier finished run.
 """
 
+import datetime
 import importlib.metadata
 import json
 import math
@@ -26,7 +27,7 @@ import numpy as np
 from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
 from common.errors import UsageError, UserError
-from common.io import check_writable, write_json
+from common.io import OutputSet, check_writable, write_json
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
           "cnn_torch": "CNN, PyTorch"}
@@ -47,6 +48,7 @@ class EpochProgress:
         from tqdm import tqdm
 
         self.epoch, self.lr = epoch, lr
+        self.order_digest = None  # set by train_epoch: the fingerprint of this epoch's shuffle
         self.losses = []
         self.loss_sum = self.correct = self.seen = 0
         # disable=None: no bar when stderr is not a terminal (logs, reproduce.py's subprocesses).
@@ -101,6 +103,7 @@ class Run:
         self.history, self.iteration_losses = [], []
         self.state = self.last = None
         self.eval_only = args.eval_only
+        self.figures = not getattr(args, "no_figures", False)
         self.trained_seconds = None
         self.started = time.perf_counter()
 
@@ -117,7 +120,8 @@ class Run:
         progress = self.current
         entry = {"epoch": progress.epoch, **self.evaluate(train_logits, train_labels, test_logits, test_labels),
                  "train_loss_running": progress.running_loss, "train_acc_running": progress.running_acc,
-                 "seconds": progress.seconds, "seconds_with_eval": time.perf_counter() - progress.started}
+                 "seconds": progress.seconds, "seconds_with_eval": time.perf_counter() - progress.started,
+                 "order_digest": progress.order_digest}
         if not math.isfinite(entry["train_loss"]) or not math.isfinite(entry["test_loss"]):
             raise Diverged(f"the model's outputs became infinite at epoch {progress.epoch}; the learning rate "
                            f"(--lr {self.config.get('lr', 0):g}) is too high — lower it. Nothing was written")
@@ -156,8 +160,20 @@ class Run:
 
     # --- evaluation only --------------------------------------------------------------------------------
     def restore(self, record, iteration_losses):
-        """Take config, history and training time from a checkpoint's record, for --eval-only."""
-        self.config = {**record["config"], "eval_only": True}
+        """Take config, history and training time from a checkpoint's record, for --eval-only.
+
+        ``config`` stays the training's (what made the weights); ``config["evaluated_with"]`` holds the data
+        settings of this evaluation, which ``final`` was measured with.
+        """
+        evaluated = {k: self.config.get(k) for k in ("limit_train", "dtype", "device", "permute_pixels")
+                     if k in self.config}
+        trained = record["config"]
+        differs = {k: v for k, v in evaluated.items() if k in trained and trained[k] != v}
+        if differs:
+            print(f"{self.model}: note: evaluating with " + ", ".join(f"{k} {v}" for k, v in differs.items())
+                  + "; the checkpoint was trained with " + ", ".join(f"{k} {trained[k]}" for k in differs),
+                  flush=True)
+        self.config = {**trained, "eval_only": True, "evaluated_with": evaluated}
         self.history = record["history"]
         self.trained_seconds = record.get("seconds_total")
         self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
@@ -174,7 +190,8 @@ class Run:
         out = {"model": self.model, "framework": self.framework, "config": self.config,
                "history": self.history,
                "final": {k: final[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-               "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions()}
+               "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
+               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
         if interrupted:
@@ -182,22 +199,33 @@ class Run:
         return out
 
     def finish(self, test_images, final=None):
-        """Write metrics.json, the four figures and (after training) the checkpoint; returns the record."""
+        """Write metrics.json, the four figures and (after training) the checkpoint; returns the record.
+
+        The files switch over as one set (common.io.OutputSet): a failure or Ctrl-C while they are written
+        leaves every earlier output as it was.
+        """
         final = final or self.history[-1]
         logits, labels = self.last
         predictions = np.asarray(logits).argmax(axis=1)
         confusion = metrics.confusion_counts(labels, predictions)
-        title = f"{TITLES.get(self.model, self.model)}: test accuracy {final['test_acc']:.2%}"
-        plots.plot_loss(self.dir / "loss.png", f"{TITLES.get(self.model, self.model)}: loss",
-                        self.history, self.iteration_losses)
-        plots.plot_confusion_matrix(self.dir / "confusion_matrix.png", title, confusion)
-        plots.plot_top3(self.dir / "top3.png", title, logits, labels, test_images)
-        plots.plot_mistakes(self.dir / "mistakes.png", title, logits, labels, test_images)
-        if not self.eval_only:
-            self.save_checkpoint(self.checkpoint, self.state, self.checkpoint_record(), self.iteration_losses)
-        record = self.record(final, confusion=confusion.tolist())
-        write_json(self.dir / "metrics.json", record)
+        name = TITLES.get(self.model, self.model)
+        title = f"{name}: test accuracy {final['test_acc']:.2%}"
+        with OutputSet() as outputs:
+            if self.figures:
+                plots.plot_loss(outputs.path(self.dir / "loss.png"), f"{name}: loss", self.history,
+                                self.iteration_losses)
+                plots.plot_confusion_matrix(outputs.path(self.dir / "confusion_matrix.png"), title, confusion)
+                plots.plot_top3(outputs.path(self.dir / "top3.png"), title, logits, labels, test_images)
+                plots.plot_mistakes(outputs.path(self.dir / "mistakes.png"), title, logits, labels, test_images)
+            if not self.eval_only:
+                self.save_checkpoint(outputs.path(self.checkpoint), self.state, self.checkpoint_record(),
+                                     self.iteration_losses)
+            record = self.record(final, confusion=confusion.tolist())
+            write_json(outputs.path(self.dir / "metrics.json"), record)
         where = f"{self.dir}/" + ("" if self.eval_only else f" and {self.checkpoint}")
+        if outputs.interrupted:
+            raise Interrupted(f"interrupted while the outputs were being switched over; they were complete and "
+                              f"are all in {where}")
         print(f"{self.model}: test accuracy {final['test_acc']:.2%}, test loss {final['test_loss']:.4f}; "
               f"{self.elapsed():.1f} s; outputs in {where}", flush=True)
         return record
@@ -218,7 +246,8 @@ def versions():
 
 def dump_config(args, **extra):
     """The run's hyperparameters as a JSON-able dict: every flag that changes the result, plus ``extra``."""
-    keys = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "momentum")
+    keys = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "optimizer", "momentum",
+            "init", "permute_pixels")
     config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     config.update(extra)
     json.dumps(config)

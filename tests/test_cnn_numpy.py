@@ -9,7 +9,7 @@ import pytest
 from cnn_numpy import Conv2d, MaxPool2d, cnn
 from conftest import ROOT
 from gradcheck import relative_error
-from nn_numpy import SGD, ReLU, SoftmaxCrossEntropy
+from nn_numpy import ReLU, SoftmaxCrossEntropy
 from test_nn_numpy import check_layer, check_network
 
 TOL = 1e-6
@@ -175,29 +175,6 @@ def test_cnn_matches_pytorch_logits_loss_and_gradients_in_float64():
         if layer.params:
             assert relative_error(layer.dW, torch_layout(layer, reference[i].weight.grad.numpy())) < 1e-5
             assert relative_error(layer.db, reference[i].bias.grad.numpy()) < 1e-5
-
-
-def test_a_few_sgd_steps_give_the_same_weights_as_pytorch():
-    torch = pytest.importorskip("torch")
-    import cnn_torch
-
-    rng = np.random.default_rng(6)
-    model, loss_fn = cnn(rng, np.float64), SoftmaxCrossEntropy()
-    reference = cnn_torch.cnn().double()
-    copy_into_torch(model, reference)
-    optimizer, t_optimizer = SGD(model, 0.05), torch.optim.SGD(reference.parameters(), lr=0.05)
-    for _ in range(5):
-        x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
-        loss_fn.forward(model.forward(x), y)
-        model.backward(loss_fn.backward())
-        optimizer.step()
-        t_optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y)).backward()
-        t_optimizer.step()
-    for i, layer in enumerate(model.layers):
-        if layer.params:
-            assert relative_error(layer.W, torch_layout(layer, reference[i].weight.detach().numpy())) < 1e-5
-            assert relative_error(layer.b, reference[i].bias.detach().numpy()) < 1e-5
 
 
 def test_float32_cnn_stays_float32():

@@ -121,11 +121,13 @@ def test_smoothing_keeps_length_and_averages():
 # --- command line ------------------------------------------------------------------------------------------
 
 def parser():
-    return make_parser("demo", "demo", epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz")
+    return make_parser("demo", "demo", epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz",
+                       optimizer="sgd", init="pytorch")
 
 
 def test_parser_defaults_are_the_given_report_defaults():
-    args = parser().parse_args([])
+    from common.cli import parse_args
+    args = parse_args(parser(), [])
     assert (args.epochs, args.lr, args.batch_size, args.seed) == (5, 0.01, 16, 0)
     assert args.out_dir == "figures" and args.checkpoint == "checkpoints/demo.npz"
     assert args.limit_train is None and not args.eval_only and not args.quiet
@@ -169,3 +171,58 @@ def test_argparse_type_errors_are_argparse_errors():
     from common.cli import positive_float
     with pytest.raises(argparse.ArgumentTypeError):
         positive_float("inf")
+
+
+def finished_run(tmp_path, **overrides):
+    """A Run that has trained one (fake) epoch, ready for finish(); its outputs go under tmp_path."""
+    from common.run import Run
+
+    args = argparse.Namespace(epochs=1, quiet=True, out_dir=str(tmp_path / "figures"),
+                              checkpoint=str(tmp_path / "ck" / "m.npz"), eval_only=False)
+    saved = []
+    run = Run("nn_numpy", "numpy", {"lr": 0.1}, args,
+              lambda path, state, record, losses: (saved.append(path), path.write_bytes(b"weights")))
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 10)), np.arange(50) % 10
+    run.history = [{"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "test_loss": 0.6, "test_acc": 0.7}]
+    run.iteration_losses, run.state, run.last = [0.9, 0.7], {}, (logits, labels)
+    return run, rng.random((50, 28, 28)), saved
+
+
+def test_outputs_switch_over_as_one_set_even_when_interrupted_while_written(tmp_path, monkeypatch):
+    """Ctrl-C while the figures are drawn leaves every earlier output as it was, and no temp file."""
+    run, images, _ = finished_run(tmp_path)
+    run.finish(images)
+    folder = tmp_path / "figures" / "nn_numpy"
+    before = {p: p.read_bytes() for p in [*folder.iterdir(), tmp_path / "ck" / "m.npz"]}
+    assert {p.name for p in before} == {"loss.png", "confusion_matrix.png", "top3.png", "mistakes.png",
+                                        "metrics.json", "m.npz"}
+
+    run, images, _ = finished_run(tmp_path)
+    run.history[0]["test_acc"] = 0.1   # a different run: every file would change
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(plots, "plot_mistakes", interrupted)   # the fourth of five files
+    with pytest.raises(KeyboardInterrupt):
+        run.finish(images)
+    after = {p: p.read_bytes() for p in [*folder.iterdir(), tmp_path / "ck" / "m.npz"]}
+    assert after == before
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_ctrl_c_during_the_switch_itself_completes_the_set(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from common import io
+
+    replace = os.replace
+    def replace_after_ctrl_c(*args):
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C between two renames: held back until both are done
+        replace(*args)
+    monkeypatch.setattr(io.os, "replace", replace_after_ctrl_c)
+    with io.OutputSet() as outputs:
+        for name in ("a.txt", "b.txt"):
+            outputs.path(tmp_path / name).write_text("new")
+    assert outputs.interrupted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from common.data import load_mnist, load_splits
+from common.data import FILES, load_mnist, load_splits
 from common.errors import DataError, UserError
 from conftest import ROOT, Server, official_payload, write_idx, write_tiny_split
 
@@ -233,3 +233,55 @@ def test_importing_common_data_does_not_import_torch():
     code = "import sys, common.data; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- MNIST_TIMEOUT and MNIST_MIRROR: checked, one line each (issue 14, item 9) -----------------------------------
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_named(isolated, monkeypatch, value):
+    monkeypatch.setenv("MNIST_TIMEOUT", value)
+    with pytest.raises(DataError, match=rf"^MNIST_TIMEOUT={value} must be a finite number of seconds greater "
+                                        rf"than 0 \(default 30\)"):
+        load_mnist("test")
+    assert not (isolated / "data").exists() or list((isolated / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("value, pattern", [
+    ("example.org/mnist", r"MNIST_MIRROR=example.org/mnist is neither a URL nor a folder; set it to an http"),
+    ("no-such-folder", r"MNIST_MIRROR=no-such-folder is neither a URL nor a folder"),
+    ("ftp://example.org/mnist", r"MNIST_MIRROR=ftp://example.org/mnist has the unknown URL scheme 'ftp'; it must "
+                                r"be an http://, https:// or file:// URL, or a folder"),
+], ids=["no-scheme", "no-folder", "ftp"])
+def test_a_mirror_that_is_neither_url_nor_folder_is_named(isolated, monkeypatch, value, pattern):
+    monkeypatch.setenv("MNIST_MIRROR", value)
+    with pytest.raises(DataError, match=pattern):
+        load_mnist("test")
+
+
+def test_a_local_folder_works_as_mirror(mnist_dir, isolated, monkeypatch):
+    monkeypatch.setenv("MNIST_MIRROR", str(mnist_dir))
+    assert len(load_mnist("test")[0]) == 10000
+    assert sorted(p.name for p in (isolated / "data").iterdir()) == TEST_FILES
+
+
+def test_a_folder_mirror_without_the_files_says_so(isolated, monkeypatch):
+    (isolated / "empty").mkdir()
+    monkeypatch.setenv("MNIST_MIRROR", "empty")
+    with pytest.raises(DataError, match=r"could not download file://.*/empty/t10k-images-idx3-ubyte.gz: no such "
+                                        r"file; set MNIST_MIRROR to a folder that holds it"):
+        load_mnist("test")
+    assert list((isolated / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_torchvision_reads_the_same_mnist(tmp_path, mnist_dir, split):
+    """An independent oracle: torchvision's own MNIST reader, given the same files, sees the same images."""
+    datasets = pytest.importorskip("torchvision.datasets", reason="torchvision is the test extra's oracle")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES["train"] + FILES["test"]:   # torchvision wants all four present
+        (raw / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
+    theirs = datasets.MNIST(tmp_path, train=split == "train", download=False)
+    images, labels = load_mnist(split, root=mnist_dir)
+    assert np.array_equal(theirs.data.numpy(), np.rint(images * 255).astype(np.uint8))
+    assert np.array_equal(theirs.targets.numpy(), labels)

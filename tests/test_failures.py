@@ -4,6 +4,7 @@ code (2 for the command line, 1 otherwise, 130 for Ctrl-C), no traceback, and no
 import gzip
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, Server, run_script, write_idx, write_tiny_split
+from test_original import CreatesFile, fake_arrays
 
 QUICK = ["--epochs", "1", "--limit-train", "500", "--quiet"]
 NO_DATA_ENV = {"MNIST_DIR": None, "MNIST_MIRROR": "http://127.0.0.1:9/mnist/", "MNIST_TIMEOUT": "5"}
@@ -127,7 +129,14 @@ def test_interrupt_during_download_leaves_no_partial_file(tmp_path, mirror):
     (["--lr", "0"], r"argument --lr: must be a finite number greater than 0"),
     (["--lr", "abc"], r"argument --lr: expected a number, got 'abc'"),
     (["--limit-train", "70000"], r"argument --limit-train: the training set has 60000 images"),
-], ids=["epochs", "batch-size", "lr", "not-a-number", "limit-train"])
+    (["--seed", "-1"], r"argument --seed: must be a whole number from 0 to 2\*\*64 - 1, got -1"),
+    (["--seed", str(2**64)], r"argument --seed: must be a whole number from 0 to 2\*\*64 - 1, got 18446744073709551616"),
+    (["--permute-pixels", "-3"], r"argument --permute-pixels: must be a whole number from 0"),
+    (["--momentum", "1.5"], r"argument --momentum: must be below 1, got 1.5"),
+    (["--optimizer", "adam", "--momentum", "0.9"], r"--momentum applies to --optimizer sgd only"),
+    (["--init", "he"], r"argument --init: invalid choice: 'he'"),
+], ids=["epochs", "batch-size", "lr", "not-a-number", "limit-train", "negative-seed", "huge-seed",
+        "negative-permutation-seed", "momentum-1.5", "momentum-with-adam", "unknown-init"])
 def test_bad_flags(script, flags, pattern):
     expect_error(run_script(f"{script}.py", *flags), 2, rf"^{script}.py: error: {pattern}")
 
@@ -279,3 +288,41 @@ def test_checkpoint_path_that_is_a_folder_fails_before_training(tmp_path, mnist_
     (tmp_path / "ck").mkdir()
     expect_error(run_script("nn_numpy.py", *QUICK, "--out-dir", tmp_path, "--checkpoint", tmp_path / "ck"), 2,
                  r"--checkpoint .*ck is a folder; give the path of a file")
+
+
+# --- checkpoints in the original's format (pickles), and the download's settings -----------------------------------
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda d: {"layer1_W": CreatesFile(d / "pwned")},
+     r"refusing to load .*evil.pkl: it contains (posix|os|nt)\.system, not only arrays"),
+    (lambda d: {"layer1_W": np.array([{"a": 1}], dtype=object)},
+     r"refusing to load .*: it contains an array of Python"),
+    (lambda d: [fake_arrays("nn")["layer1_W"]], r"evil.pkl holds a list, not a dict of named arrays"),
+    (lambda d: {**fake_arrays("nn"), "layer2_W": np.zeros((128, 32))},
+     r"layer2_W \(3.W\) has shape \(128, 32\), this model needs \(128, 64\)"),
+    (lambda d: fake_arrays("cnn"), r"holds conv1_W, but this model has 0 Conv2d layer\(s\): is it a checkpoint of the "
+                                   r"other model"),
+    (lambda d: pickle.dumps(fake_arrays("nn"), protocol=4)[:5000],
+     r"evil.pkl is not a readable checkpoint in the original's format"),
+], ids=["global", "object-dtype", "list", "wrong-shapes", "other-model", "truncated"])
+def test_hostile_or_broken_original_checkpoints(tmp_path, mnist_dir, make, pattern):
+    obj = make(tmp_path)
+    (tmp_path / "evil.pkl").write_bytes(obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=4))
+    expect_error(run_script("nn_numpy.py", "--eval-only", "--out-dir", tmp_path / "out", "--checkpoint",
+                            tmp_path / "evil.pkl"), 1, pattern)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out" / "nn_numpy" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("env, pattern", [
+    ({"MNIST_TIMEOUT": "-1"}, r"MNIST_TIMEOUT=-1 must be a finite number of seconds greater than 0"),
+    ({"MNIST_TIMEOUT": "0"}, r"MNIST_TIMEOUT=0 must be a finite number of seconds greater than 0"),
+    ({"MNIST_MIRROR": "example.org/mnist"}, r"MNIST_MIRROR=example.org/mnist is neither a URL nor a folder"),
+], ids=["timeout-negative", "timeout-zero", "mirror-without-scheme"])
+def test_download_settings_that_cannot_work(tmp_path, env, pattern):
+    expect_error(run_in(tmp_path, "nn_numpy", *QUICK, env=env), 1, rf"^nn_numpy.py: error: {pattern}")
+
+
+def test_reproduce_original_given_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    expect_error(run_script("reproduce.py", "--original", tmp_path / "file"), 1,
+                 r"--original .*file is not a folder; give the folder that holds")

@@ -8,9 +8,9 @@ import reproduce
 from conftest import run_script
 
 
-def fake_record(model, test_acc, seconds=10.0):
+def fake_record(model, test_acc, seconds=10.0, seed=0):
     final = {"train_loss": 0.01, "train_acc": 0.999, "test_loss": 0.07, "test_acc": test_acc}
-    return {"model": model, "config": {"epochs": 5}, "final": final, "seconds_total": seconds,
+    return {"model": model, "config": {"epochs": 5, "seed": seed}, "final": final, "seconds_total": seconds,
             "history": [{"epoch": 1, "test_loss": 0.1}, {"epoch": 2, "test_loss": 0.07}]}
 
 
@@ -19,19 +19,56 @@ def test_results_table_round_trips():
                "cnn_torch": [fake_record("cnn_torch", 0.9880), fake_record("cnn_torch", 0.9890)]}
     rows = reproduce.summary_rows(records)
     text = "# Results\n\nsome words\n\n" + reproduce.results_table(rows) + "\nmore words | not a table\n"
+    assert rows[0]["Report Train Acc (%)"] == "99.99" and rows[0]["Report Test Loss"] == "0.0899"
     assert reproduce.parse_results_table(text) == rows
     assert rows[0]["Test Acc (%)"] == "98.15 ± 0.07"
     assert rows[0]["Δ Test Acc (pp)"] == "+0.21"   # 98.15 - 97.94
     assert rows[1]["Report Test Acc (%)"] == "98.77"
 
 
-def test_seed_noise_verdicts():
+def test_seed_noise_verdicts_use_welch_p_values_with_holms_correction():
     records = {"cnn_numpy": [fake_record("cnn_numpy", a) for a in (0.985, 0.986, 0.987)],
                "nn_numpy": [fake_record("nn_numpy", a) for a in (0.979, 0.980, 0.981)],
                "nn_torch": [fake_record("nn_torch", a) for a in (0.975, 0.985, 0.980)]}
     text = reproduce.noise_section(records)
-    assert "| CNN vs MLP, NumPy | +0.60 |" in text and "holds beyond seed noise" in text
-    assert "| PyTorch vs NumPy, MLP | +0.00 |" in text and "not distinguishable from seed noise" in text
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines()
+            if line.startswith("| ") and "comparison" not in line}
+    # 3 comparisons have both sides; the CNN-NumPy vs MLP-NumPy one: t = 7.35 on 4 df, p = 0.0018, x3 (Holm)
+    cnn_vs_mlp = rows["CNN vs MLP, NumPy"]
+    assert cnn_vs_mlp[1] == "+0.60" and cnn_vs_mlp[3] == "+7.3" and cnn_vs_mlp[4] == "4.0"
+    assert float(cnn_vs_mlp[6]) == pytest.approx(3 * float(cnn_vs_mlp[5]), abs=1.5e-3)
+    assert cnn_vs_mlp[7].startswith("beyond seed noise")
+    assert rows["PyTorch vs NumPy, MLP"][1] == "+0.00" and "not distinguishable" in rows["PyTorch vs NumPy, MLP"][7]
+    assert "Holm" in text and "Satterthwaite" in text
+
+
+def test_results_merge_the_records_left_by_earlier_runs(tmp_path):
+    """`--models X` redoes X's row and keeps the others' from disk, saying where each row comes from."""
+    for model, seed, acc in [("nn_numpy", 0, 0.98), ("cnn_torch", 0, 0.988), ("cnn_torch", 1, 0.989)]:
+        folder = reproduce.run_dir(tmp_path, model, seed)
+        folder.mkdir(parents=True)
+        record = fake_record(model, acc)
+        record["config"]["seed"], record["finished_at"] = seed, "2026-11-01T10:00:00+00:00"
+        (folder / "metrics.json").write_text(json.dumps(record))
+    records, sources = reproduce.load_records(tmp_path, [("nn_numpy", 0)], ["nn_numpy"])
+    assert list(records) == ["nn_numpy", "cnn_torch"] and len(records["cnn_torch"]) == 2
+    rows = reproduce.summary_rows(records, sources)
+    assert rows[0]["run"] == "this run, seed 0"
+    assert rows[1]["run"] == "earlier run (2026-11-01 10:00 UTC), seeds 0, 1"
+
+
+def test_report_numbers_are_those_of_the_original_logs():
+    """REPORT holds the "Final Results" of the report's four training logs (skipped where they are absent)."""
+    from common.original import RUNS, parse_training_metrics
+
+    folder = reproduce.ROOT.parent / "shared" / "original"
+    if not folder.is_dir():
+        pytest.skip(f"the original's logs are not at {folder}")
+    for model, run in RUNS.items():
+        log = parse_training_metrics(folder / f"{run}-training_metrics.txt")
+        found = {"train_acc": round(100 * log.train_acc, 2), "test_acc": round(100 * log.test_acc, 2),
+                 "train_loss": log.train_loss, "test_loss": log.test_loss}
+        assert found == reproduce.REPORT[model], model
 
 
 def test_no_noise_section_with_one_seed():
@@ -56,7 +93,7 @@ def test_quick_run_writes_every_file_consistently(quick):
         record = json.loads((folder / "metrics.json").read_text())
         assert row["Test Acc (%)"] == f"{100 * record['final']['test_acc']:.2f}"
         assert row["Train Loss"] == f"{record['final']['train_loss']:.4f}"
-        assert row["epochs"] == "1" and record["config"]["limit_train"] == 2000
+        assert row["epochs"] == str(record["config"]["epochs"]) and record["config"]["limit_train"] == 2000
         for name in ("loss.png", "confusion_matrix.png", "top3.png", "mistakes.png", "train.log"):
             assert (folder / name).stat().st_size > 0, (model, name)
         assert "exit code 0" in (folder / "train.log").read_text()
@@ -72,7 +109,10 @@ def test_quick_run_then_eval_only_redraws_from_checkpoints(quick):
                         "--out-dir", out)
     assert result.returncode == 0, result.stderr
     assert (out / "comparison.png").exists()
-    assert len(reproduce.parse_results_table((out / "results.md").read_text())) == 2
+    rows = {r["Model"].split()[0]: r["run"] for r in reproduce.parse_results_table((out / "results.md").read_text())}
+    assert list(rows) == reproduce.MODELS   # the two redone rows, and the two kept from the earlier run
+    assert rows["nn_numpy"] == rows["cnn_numpy"] == "this run, seed 0"
+    assert rows["nn_torch"].startswith("earlier run (") and rows["cnn_torch"].startswith("earlier run (")
 
 
 def test_a_failing_model_is_reported_and_the_others_still_finish(quick, tmp_path):
@@ -93,3 +133,36 @@ def test_a_failing_model_is_reported_and_the_others_still_finish(quick, tmp_path
 def test_unknown_model_is_a_usage_error():
     result = run_script("reproduce.py", "--models", "nn_numpy,resnet")
     assert result.returncode == 2 and "unknown model(s) resnet" in result.stderr
+
+
+def test_a_failed_run_never_replaces_the_log_of_a_finished_one(tmp_path):
+    log = tmp_path / "figs" / "nn_numpy" / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch 20/20 ... a good run\n")
+    env = {"MNIST_DIR": None, "MNIST_MIRROR": "http://127.0.0.1:9/mnist/", "MNIST_TIMEOUT": "5"}
+    result = run_script("reproduce.py", "--models", "nn_numpy", "--out-dir", tmp_path / "figs",
+                        "--checkpoint-dir", tmp_path / "ck", "--data-dir", tmp_path / "nodata", env=env)
+    assert result.returncode == 1
+    assert log.read_text() == "epoch 20/20 ... a good run\n"
+    assert "could not download" in (log.parent / "train.failed.log").read_text()
+    assert "nothing was written" in result.stdout and "results in" not in result.stdout
+
+
+def test_findings_train_the_extra_configurations_and_write_the_page(quick):
+    """`--findings` runs each crossover/permutation configuration with its own flags, beside the main runs."""
+    out, _ = quick
+    result = run_script("reproduce.py", "--quick", "--findings", "--seeds", "1", "--models", "nn_numpy,nn_torch",
+                        "--out-dir", out, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    expected = {"nn_numpy+momentum": ("sgd", 0.01, 0.9, None), "nn_torch+sgd": ("sgd", 0.1, 0.0, None),
+                "nn_numpy+permuted": ("sgd", 0.1, 0.0, 0), "nn_torch+permuted": ("sgd", 0.01, 0.9, 0)}
+    for group, (optimizer, lr, momentum, permutation) in expected.items():
+        folder = reproduce.findings_run_dir(out, group, 0) / group.split("+")[0]
+        config = json.loads((folder / "metrics.json").read_text())["config"]
+        assert (config["optimizer"], config["lr"], config["momentum"], config["permute_pixels"]) == \
+            (optimizer, lr, momentum, permutation), group
+        assert not list(folder.glob("*.png"))
+    assert not (reproduce.findings_run_dir(out, "cnn_numpy+adam", 0)).exists()
+    text = (out / "findings.md").read_text()
+    assert text.count("\n## ") >= 9 and "TBD" not in text
+    assert "| 6. Frameworks benefit from GPU acceleration |" in text

@@ -1,0 +1,315 @@
+"""The original report's own files, read defensively: its pickled NumPy checkpoints and its training logs.
+
+    python nn_numpy.py --eval-only --checkpoint model.pkl     # grade a checkpoint in the original's format
+    python cnn_numpy.py --eval-only --checkpoint data/original/cnn_pure_python-model.pkl
+    python reproduce.py --original                            # all six files (see original.py)
+
+    arrays = load_pickle("nn_pure_python-model.pkl")  # {"layer1_W": (784, 128) float64, ..., "train_losses": ...}
+    log = parse_training_metrics("nn_pure_python-training_metrics.txt")
+    log.test_acc, log.train_loss, log.train_losses   # 0.9794, 0.0011, [0.2985, 0.1294, ...]
+
+The original (github.com/yongjoon2001/DGIST-Deep-Learning-PA1) pickled a dict of float64 arrays. A pickle
+can run any code while it loads, so :func:`load_pickle` admits exactly what NumPy array reconstruction needs
+(ndarray, dtype, _reconstruct, scalar) and refuses every other global, object dtypes, and anything but a
+dict of named arrays or number lists, each with one line; nothing in the file is run. Framework-free.
+"""
+
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.checkpoint import check_shapes, require_file
+from common.errors import UserError
+
+REPOSITORY = "github.com/yongjoon2001/DGIST-Deep-Learning-PA1"
+COMMIT = "a6e4bbed9f9705b3d97c3ca0a695625a6926eca7"
+RAW_BASE = f"https://raw.githubusercontent.com/yongjoon2001/DGIST-Deep-Learning-PA1/{COMMIT}/checkpoints/"
+# Local name -> (path under the repository's checkpoints/, sha256). The local name is "<dir>-<file>".
+FILES = {
+    "cnn_pure_python-model.pkl": ("cnn_pure_python/model.pkl",
+                                  "df98ab9713930b43b8ae49926fed1ce0aa44bbd49ec465c907d5fd6c5ff475b6"),
+    "nn_pure_python-model.pkl": ("nn_pure_python/model.pkl",
+                                 "9b7c79326cd25dd4808f2eeab8183f0e15415dd1d2d350afd9e051e3c583eb53"),
+    "cnn_pure_python-training_metrics.txt": ("cnn_pure_python/training_metrics.txt",
+                                             "a0347a5a3852c03f6b8ae750fedff3648d92610acdc0f6b39cabb6c82b32f871"),
+    "nn_pure_python-training_metrics.txt": ("nn_pure_python/training_metrics.txt",
+                                            "4a201f3c8f58c08c24edfbc3a56c5b7d2fd2ded6120c77d49e6755da28ff5dc9"),
+    "cnn_framework-training_metrics.txt": ("cnn_framework/training_metrics.txt",
+                                           "e45213944fc2f1a9fd2213c51c1dfb3d7dd061b97fd9cb89004e1116e1cd51ca"),
+    "nn_framework-training_metrics.txt": ("nn_framework/training_metrics.txt",
+                                          "3ecca0209762355914e49d1c85f02fb1dfd5100300b495414a04e4d586d80af1"),
+}
+# This kit's model -> the original's run of it.
+RUNS = {"nn_numpy": "nn_pure_python", "nn_torch": "nn_framework", "cnn_numpy": "cnn_pure_python",
+        "cnn_torch": "cnn_framework"}
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+LOSS_KEYS = ("train_losses", "test_losses")
+
+
+# --- the restricted unpickler ---------------------------------------------------------------------------------
+
+def _multiarray():
+    try:
+        from numpy._core import multiarray  # NumPy >= 2; pickles name it numpy.core.multiarray
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import multiarray
+    return multiarray
+
+
+def _reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}, not of numpy.ndarray")
+    return _multiarray()._reconstruct(subtype, shape, dtype)
+
+
+def _dtype(*args):
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise ObjectDtype()
+    return dtype
+
+
+def _scalar(dtype, *data):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise ObjectDtype()
+    return _multiarray().scalar(dtype, *data)
+
+
+class ObjectDtype(Exception):
+    """An array or scalar of Python objects: they would be unpickled too, so the file is refused."""
+
+
+class Refused(Exception):
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
+
+
+ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    ALLOWED[(_module, "_reconstruct")] = _reconstruct
+    ALLOWED[(_module, "scalar")] = _scalar
+
+
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits the few globals that rebuild NumPy arrays; any other global ends the load before it is used."""
+
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED:
+            raise Refused(f"{module}.{name}")
+        return ALLOWED[(module, name)]
+
+
+def is_pickle(path):
+    """True for a file that is (or is named as) a pickle: the original's format, not this kit's .npz."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"  # pickle protocol 2+ (an .npz is a zip: "PK")
+    except OSError:
+        return False
+
+
+def load_pickle(path):
+    """The original's checkpoint as {name: ndarray}, read without running anything in the file.
+
+    Number lists (the per-epoch ``train_losses``/``test_losses``) become float64 arrays.
+    """
+    path = require_file(path)
+    try:
+        with open(path, "rb") as f:
+            obj = ArraysOnlyUnpickler(f).load()
+    except Refused as e:
+        raise UserError(f"refusing to load {path}: it contains {e.name}, not only arrays") from None
+    except ObjectDtype:
+        raise UserError(f"refusing to load {path}: it contains an array of Python objects, not only "
+                        f"arrays of numbers") from None
+    except MemoryError:
+        raise UserError(f"{path} is not a checkpoint in the original's format (it asks for more memory than "
+                        f"there is)") from None
+    except Exception as e:  # noqa: BLE001 - a malformed pickle can raise almost anything; none is a bug of ours
+        raise UserError(f"{path} is not a readable checkpoint in the original's format "
+                        f"({type(e).__name__}: {e})") from None
+    return check_arrays(obj, path)
+
+
+def check_arrays(obj, path):
+    """``obj`` must be a dict of name -> numeric ndarray (or list of numbers)."""
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a dict of named arrays; it is not a "
+                        f"checkpoint in the original's format")
+    arrays = {}
+    for name, value in obj.items():
+        if not isinstance(name, str):
+            raise UserError(f"{path} has an entry named {name!r}, not by a string; it is not a checkpoint in "
+                            f"the original's format")
+        if isinstance(value, list) and all(isinstance(v, (int, float, np.integer, np.floating)) for v in value):
+            value = np.array(value, dtype=np.float64)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+            kind = f"an array of {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+            raise UserError(f"{path}: {name} is {kind}, not an array of numbers; it is not a checkpoint in the "
+                            f"original's format")
+        arrays[name] = value
+    return arrays
+
+
+# --- names -> this kit's layers -----------------------------------------------------------------------------
+
+# The original's names: "conv<k>_W" is the k-th Conv2d, "layer<k>_W" the k-th Linear, "linear_W" the only
+# Linear. Matched by layer type, so the kit's layer order (e.g. ReLU before or after pooling) does not matter.
+NAME = re.compile(r"^(?:(conv|layer)(\d+)|(linear))_(W|b)$")
+
+
+def layer_indices(model, kind):
+    return [i for i, layer in enumerate(model.layers) if type(layer).__name__ == kind]
+
+
+def kit_name(name, model, path):
+    """The kit's parameter name ("3.W") for the original's ``name`` ("conv2_W")."""
+    match = NAME.match(name)
+    if not match:
+        raise UserError(f"{path}: unexpected entry {name!r}; the original's checkpoints hold conv<k>_W/_b, "
+                        f"layer<k>_W/_b, linear_W/_b, train_losses and test_losses")
+    prefix, number, linear, param = match.groups()
+    kind = "Conv2d" if prefix == "conv" else "Linear"
+    indices = layer_indices(model, kind)
+    if linear:
+        if len(indices) != 1:
+            raise UserError(f"{path} holds {name} for a model with one Linear layer; this model has "
+                            f"{len(indices)}: is it a checkpoint of the other model?")
+        return f"{indices[0]}.{param}"
+    k = int(number)
+    if not 1 <= k <= len(indices):
+        raise UserError(f"{path} holds {name}, but this model has {len(indices)} {kind} layer(s): is it a "
+                        f"checkpoint of the other model?")
+    return f"{indices[k - 1]}.{param}"
+
+
+def to_state_dict(arrays, model, path):
+    """The original's ``arrays`` as ``model``'s state dict, checked against the model's shapes.
+
+    Biases stored as (1, n) become (n,). Shape errors name both the original's and the kit's name.
+    """
+    state, names = {}, {}
+    for name, value in arrays.items():
+        if name in LOSS_KEYS:
+            continue
+        if name.endswith("_b") and value.ndim == 2 and value.shape[0] == 1:
+            value = value[0]
+        key = kit_name(name, model, path)
+        if key in state:
+            raise UserError(f"{path} holds both {names[key].split()[0]} and {name} for this model's {key}")
+        state[key], names[key] = value, f"{name} ({key})"
+    own = {k: v.shape for k, v in model.state_dict().items()}
+    missing = {k: s for k, s in own.items() if k not in state}
+    check_shapes({names.get(k, k): s for k, s in own.items() if k in state},
+                 {names[k]: v.shape for k, v in state.items()}, path)
+    if missing:
+        raise UserError(f"{path} lacks the weights of this model's layer(s) {sorted(missing)}; is it a "
+                        f"checkpoint of the other model?")
+    return state
+
+
+def loss_history(arrays, path):
+    """[{"epoch", "train_loss_running", "test_loss"}] from the pickled per-epoch losses; [] where absent.
+
+    The original's train loss is the mean over each epoch's batches, this kit's train_loss_running.
+    """
+    if not all(k in arrays for k in LOSS_KEYS):
+        return []
+    train, test = (arrays[k].reshape(-1) for k in LOSS_KEYS)
+    if len(train) != len(test):
+        raise UserError(f"{path}: train_losses has {len(train)} epochs but test_losses {len(test)}")
+    return [{"epoch": i, "train_loss_running": float(a), "test_loss": float(b)}
+            for i, (a, b) in enumerate(zip(train, test), 1)]
+
+
+def load_checkpoint(path, model, config):
+    """--eval-only on the original's format: -> (state, record, iteration_losses), as common.checkpoint.load_npz.
+
+    The record carries ``config`` (this run's flags) marked with the checkpoint it came from, and the pickled
+    per-epoch losses as its history; the original kept no per-iteration losses.
+    """
+    arrays = load_pickle(path)
+    state = to_state_dict(arrays, model, path)
+    record = {"config": {**config, "checkpoint": str(path), "checkpoint_format": "the original report's pickle"},
+              "history": loss_history(arrays, path), "seconds_total": None}
+    return state, record, []
+
+
+# --- training_metrics.txt ----------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingLog:
+    """One run of the original, as its training_metrics.txt tells it. Accuracies are fractions, losses nats."""
+
+    title: str
+    config: dict  # "Epochs" -> "10", "Learning Rate" -> "0.001", ... (as written)
+    train_acc: float
+    test_acc: float
+    train_loss: float
+    test_loss: float
+    epochs: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+    test_losses: list = field(default_factory=list)
+
+
+FINALS = {"Train Accuracy": "train_acc", "Test Accuracy": "test_acc", "Final Train Loss": "train_loss",
+          "Final Test Loss": "test_loss"}
+KEY_VALUE = re.compile(r"^\s+([A-Za-z][A-Za-z ()/-]*?):\s*(.+?)\s*$")
+LOSS_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def read_text(path):
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no file at {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file; it is not a training_metrics.txt of the original") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def number(text, path, what):
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        raise UserError(f"{path}: {what} is {text!r}, not a number") from None
+
+
+def parse_training_metrics(path):
+    """Parse the original's training_metrics.txt into a :class:`TrainingLog`; one-line UserError if malformed."""
+    lines = read_text(path).splitlines()
+    title = next((line.strip() for line in lines if line.strip() and not line.startswith("=")), "")
+    config, finals, rows = {}, {}, []
+    section = None
+    for number_, line in enumerate(lines, 1):
+        if line.rstrip().endswith(":") and not line.startswith(" "):
+            section = line.rstrip()[:-1]
+        elif section == "Loss History (per epoch)" and (row := LOSS_ROW.match(line)):
+            rows.append((int(row[1]), number(row[2], path, f"line {number_}'s train loss"),
+                         number(row[3], path, f"line {number_}'s test loss")))
+        elif (pair := KEY_VALUE.match(line)) and section in ("Training Configuration", "Final Results"):
+            key, value = pair.groups()
+            if key in FINALS:
+                finals[FINALS[key]] = number(value, path, key)
+            elif section == "Training Configuration":
+                config[key] = value
+    missing = [key for key, attr in FINALS.items() if attr not in finals]
+    if missing or not rows:
+        what = f"no '{missing[0]}:' line" if missing else "no per-epoch loss table"
+        raise UserError(f"{path}: {what}; it is not a training_metrics.txt of the original")
+    epochs = [r[0] for r in rows]
+    if epochs != list(range(1, len(rows) + 1)):
+        raise UserError(f"{path}: the loss table's epochs are {epochs}, not 1 to {len(rows)}")
+    if "Epochs" in config and config["Epochs"] != str(len(rows)):
+        raise UserError(f"{path}: Epochs says {config['Epochs']} but the loss table has {len(rows)} rows")
+    return TrainingLog(title, config, epochs=epochs, train_losses=[r[1] for r in rows],
+                       test_losses=[r[2] for r in rows], **finals)
