@@ -1,10 +1,10 @@
 """Where a whole script run's time and memory go: start-up, data, training, evaluation, figures and files.
 
     python benchmarks/run_overhead.py cnn_numpy -- --epochs 1 --out-dir /tmp/o --checkpoint /tmp/o/c.npz
-    python benchmarks/run_overhead.py cnn_torch -- --epochs 1 --limit-train 6000 --out-dir /tmp/o --checkpoint /tmp/o/c.pt
+    OMP_NUM_THREADS=1 python benchmarks/run_overhead.py cnn_torch -- --epochs 1 --out-dir /tmp/o --checkpoint /tmp/o/c.pt
 
 Runs the script's own main() in this process with timers around its phases (importing the script and
-what it imports, load_splits, train_epoch, predict, Run.finish), and a thread that samples the resident
+what it imports, load_model_inputs, train_epoch, predict, Run.finish), and a thread that samples the resident
 set (Linux /proc) every 2 ms, so each phase's peak memory shows which one sets the run's peak.
 """
 
@@ -64,7 +64,7 @@ def main():
     import common.run
 
     loop = importlib.import_module("nn_torch" if args.script.endswith("torch") else "nn_numpy")
-    phases.wrap(script, "load_splits", "data")
+    phases.wrap(loop, "load_model_inputs", "data")
     phases.wrap(loop, "train_epoch", "training")
     phases.wrap(loop, "predict", "evaluation")
     phases.wrap(common.run.Run, "finish", "figures and files")
