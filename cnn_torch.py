@@ -22,9 +22,12 @@ from nn_torch import add_device_flag, initialise, make_optimizer, prepare, save_
 
 
 def cnn():
-    """The report's CNN with PyTorch's default initialisation. Indices match cnn_numpy.cnn()'s layers."""
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    """The report's CNN with PyTorch's default initialisation. Indices match cnn_numpy.cnn()'s layers.
+
+    Pooling before ReLU, as in cnn_numpy.cnn(): the two commute exactly, and ReLU then sees 4x fewer elements.
+    """
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(),
                          nn.Linear(32 * 7 * 7, 10))
 

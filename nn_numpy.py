@@ -11,6 +11,8 @@ attributes (W, b, dW, db). cnn_numpy.py builds the CNN from these same classes. 
 is imported, here or through common/.
 """
 
+import contextlib
+import functools
 import math
 import sys
 
@@ -37,6 +39,34 @@ def init_weights(shape, fan_in, fan_out, init, rng, dtype):
     raise ValueError(f"unknown init {init!r}")
 
 
+BLAS_THREADS = 1
+
+
+@functools.cache
+def _blas_libraries():
+    from threadpoolctl import ThreadpoolController  # not torch: the NumPy scripts never import it
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+@contextlib.contextmanager
+def blas_threads(threads=None):
+    """NumPy's matrix products run on ``threads`` BLAS threads inside this context (default: BLAS_THREADS).
+
+    Why one: the layers' products are small, and on a shared 2-core machine a second BLAS thread waits for a
+    busy core: training steps ran 10-50x slower with two (README, Speed and memory). Costs ~1 us when the
+    count is already right, ~4 us when it must be set and restored.
+    """
+    threads = threads or BLAS_THREADS
+    changed = [(lib, n) for lib in _blas_libraries() if (n := lib.get_num_threads()) not in (None, threads)]
+    for lib, _ in changed:
+        lib.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
+
+
 class Linear:
     """y = x @ W + b.  x: (N, in_features) -> y: (N, out_features), in the parameters' dtype.
 
@@ -55,12 +85,14 @@ class Linear:
 
     def forward(self, x):
         self.x = x
-        return x @ self.W + self.b
+        with blas_threads():
+            return x @ self.W + self.b
 
     def backward(self, dout):
-        self.dW = self.x.T @ dout
-        self.db = dout.sum(axis=0)
-        return dout @ self.W.T if self.input_grad else None
+        with blas_threads():
+            self.dW = self.x.T @ dout
+            self.db = dout.sum(axis=0)
+            return dout @ self.W.T if self.input_grad else None
 
 
 class ReLU:
@@ -240,7 +272,9 @@ def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, prog
 
 def predict(model, images, batch_size=250):
     """Logits (N, 10) for ``images``, in batches: bounded memory, and faster than one huge batch here."""
-    return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    with blas_threads():  # set once here, so the layers' own blas_threads() find nothing to change
+        return np.concatenate([model.forward(images[i:i + batch_size])
+                               for i in range(0, len(images), batch_size)])
 
 
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng):

@@ -2,12 +2,15 @@
 
     python benchmarks/bench.py                   # full epochs, 3 interleaved rounds (a few minutes)
     python benchmarks/bench.py --steps 300       # time 300 batches per round instead of whole epochs
+    python benchmarks/bench.py --threads 1       # NumPy's BLAS and PyTorch both on one thread
 
 Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the
 scripts' own train_epoch functions; the order alternates between rounds, and the fastest round of each
-counts, so a noisy neighbour on a shared machine hurts both sides alike. Also timed: the naive
-convolution of the report (Python loops over images, channels and output pixels) on a few batches, to
-show what vectorising bought. Timings live here, never in unit tests.
+counts, so a noisy neighbour on a shared machine hurts both sides alike. Each model's efficiency is its
+analytic training FLOPs per epoch / its epoch time / the float32 matrix-product throughput of this machine,
+measured in the same run (np.matmul of 2048x2048 matrices): how close it comes to the machine's own limit.
+Also timed: the naive convolution of the report (Python loops over images, channels and output pixels) on
+a few batches, to show what vectorising bought. Timings live here, never in unit tests.
 """
 
 import argparse
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,6 +59,34 @@ def torch_trainer(build, make_optimizer, images, labels, batch_size, seed=0, mem
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=0)
         nn_torch.train_epoch(model, loss_fn, optimizer, x[:n], y[:n], batch_size, rng, progress)
     return epoch
+
+
+def gemm_flops_per_second(size=2048, repeats=5):
+    """float32 np.matmul throughput, fastest of ``repeats``: the machine's practical limit for this work."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((size, size), dtype=np.float32), rng.random((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first warms up
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def training_flops_per_image(model, image_shape):
+    """Multiply-adds x 2 of one training step per image: forward, weight gradient, and input gradient where a
+    layer computes one. Elementwise work (ReLU, pooling, softmax, the update) is not counted. The PyTorch
+    twins have the same layers, so the NumPy model's count is theirs too."""
+    x = np.zeros((1,) + image_shape, dtype=np.float32)
+    flops = 0
+    for layer in model.layers:
+        out = layer.forward(x)
+        if isinstance(layer, (cnn_numpy.Conv2d, nn_numpy.Linear)):
+            forward = 2 * layer.W.size * (out.shape[2] * out.shape[3] if out.ndim == 4 else 1)
+            flops += forward * (3 if layer.input_grad else 2)
+        x = out
+    return flops
 
 
 def race(name_a, epoch_a, name_b, epoch_b, n, rounds):
@@ -122,18 +154,31 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per pair (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None,
                    help="batches per round instead of a whole epoch (default: whole epochs)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for NumPy's BLAS and for PyTorch (default: each library's own, as the scripts "
+                        "run)")
     p.add_argument("--naive-batches", type=int, default=2,
                    help="batches timed with the naive convolution (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
     args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads, user_api="blas"):
+        run(args)
 
+
+def run(args):
     x_train, y_train, _, _ = load_splits(args.data_dir)
     images = x_train.reshape(-1, 1, 28, 28)
+    blas_threads = ", ".join(str(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas")
+    gemm = gemm_flops_per_second()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, NumPy {np.__version__}, PyTorch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); fastest of {args.rounds} interleaved rounds")
-    print("| pair | batch | NumPy s/epoch | PyTorch s/epoch | NumPy / PyTorch |")
-    print("|---|---|---|---|---|")
+          f"{platform.python_version()}, NumPy {np.__version__} ({blas_threads} BLAS threads), PyTorch "
+          f"{torch.__version__} ({torch.get_num_threads()} threads); fastest of {args.rounds} interleaved rounds")
+    print(f"# float32 matrix product (np.matmul, 2048x2048): {gemm / 1e9:.0f} GFLOP/s")
+    print("| pair | batch | GFLOP/epoch | NumPy s/epoch | PyTorch s/epoch | NumPy / PyTorch | NumPy eff. "
+          "| PyTorch eff. |")
+    print("|---|---|---|---|---|---|---|---|")
     mlp_numpy = lambda bs: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs)  # noqa: E731
     mlp_torch = lambda bs: torch_trainer(nn_torch.mlp, lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9),  # noqa
                                          x_train, y_train, bs)
@@ -142,6 +187,8 @@ def main():
     cnn_torch_ = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs,  # noqa: E731
                                           memory_format=torch.channels_last)
     cnn_torch_nchw = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs)  # noqa: E731
+    flops = {"MLP": training_flops_per_image(nn_numpy.mlp(np.random.default_rng(0)), (784,)) * len(x_train),
+             "CNN": training_flops_per_image(cnn_numpy.cnn(np.random.default_rng(0)), (1, 28, 28)) * len(x_train)}
     rows = [("MLP", 32, mlp_numpy, mlp_torch), ("CNN", 16, cnn_numpy_, cnn_torch_),
             ("CNN", 32, cnn_numpy_, cnn_torch_),
             ("CNN, PyTorch in plain NCHW layout", 16, cnn_numpy_, cnn_torch_nchw)]
@@ -149,8 +196,10 @@ def main():
         n = len(x_train) if args.steps is None else min(len(x_train), args.steps * batch_size)
         t_numpy, t_torch = race("numpy", make_numpy(batch_size), "torch", make_torch(batch_size), n, args.rounds)
         scale = len(x_train) / n
-        print(f"| {name} | {batch_size} | {t_numpy * scale:.2f} | {t_torch * scale:.2f} | "
-              f"{t_numpy / t_torch:.2f} |", flush=True)
+        epoch_flops = flops[name[:3]]
+        print(f"| {name} | {batch_size} | {epoch_flops / 1e9:.1f} | {t_numpy * scale:.2f} | {t_torch * scale:.2f} | "
+              f"{t_numpy / t_torch:.2f} | {epoch_flops / (t_numpy * scale) / gemm:.0%} | "
+              f"{epoch_flops / (t_torch * scale) / gemm:.0%} |", flush=True)
 
     naive = conv_layers_time(x_train, 16, args.naive_batches, naive=True)
     fast = conv_layers_time(x_train, 16, 50, naive=False)

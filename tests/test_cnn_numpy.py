@@ -9,7 +9,7 @@ import pytest
 from cnn_numpy import Conv2d, MaxPool2d, cnn
 from conftest import ROOT
 from gradcheck import relative_error
-from nn_numpy import SoftmaxCrossEntropy
+from nn_numpy import ReLU, SoftmaxCrossEntropy
 from test_nn_numpy import check_layer, check_network
 
 TOL = 1e-6
@@ -70,6 +70,59 @@ def test_maxpool_ties_match_pytorch():
     t_out.backward(torch.from_numpy(dout))
     np.testing.assert_array_equal(out, t_out.detach().numpy())
     np.testing.assert_array_equal(dx, tx.grad.numpy())
+
+
+def test_conv2d_in_blocks_of_one_image_matches_one_block():
+    """Conv2d splits a batch into cache-sized blocks of images; the split must not change any result."""
+    rng = np.random.default_rng(9)
+    whole = Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    blocked = Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    blocked.W, blocked.b = whole.W.copy(), whole.b.copy()
+    blocked.BLOCK_BYTES = 1  # one image per block
+    x = rng.standard_normal((5, 3, 6, 7))
+    dout = rng.standard_normal((5, 4, 6, 7))
+    assert len(blocked.blocks(5, 1)) == 5 and len(whole.blocks(5, 1)) == 1
+    np.testing.assert_allclose(blocked.forward(x), whole.forward(x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(blocked.backward(dout), whole.backward(dout), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(blocked.dW, whole.dW, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(blocked.db, whole.db, rtol=1e-13, atol=1e-13)
+
+
+def first_maximum_pool_backward(x, dout):
+    """The plain version: one window at a time, the gradient to its first maximum in row-major order."""
+    dx = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(dout.shape):
+        window = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+        a, b = np.unravel_index(np.argmax(window), (2, 2))  # argmax returns the first maximum
+        dx[n, c, 2 * i + a, 2 * j + b] = dout[n, c, i, j]
+    return dx
+
+
+@pytest.mark.parametrize("x_order, dout_order", [("C", "C"), ("channel-major", "C"),
+                                                 ("channel-major", "channel-major"), ("F", "C")])
+def test_maxpool_backward_matches_the_plain_first_maximum_rule(x_order, dout_order):
+    """Backward picks the winner from the row maxima kept by forward; any memory order of x and dout."""
+    rng = np.random.default_rng(10)
+    layout = {"C": np.ascontiguousarray, "F": np.asfortranarray,
+              "channel-major": lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)}
+    x = layout[x_order](rng.integers(-2, 3, (3, 4, 7, 6)).astype(np.float32))  # ties everywhere, odd height
+    dout = layout[dout_order](rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
+    pool = MaxPool2d(2)
+    pool.forward(x)
+    np.testing.assert_array_equal(pool.backward(dout), first_maximum_pool_backward(x, dout))
+
+
+def test_pooling_then_relu_equals_relu_then_pooling_forward_and_backward():
+    """cnn() pools before ReLU because the two orders agree exactly, gradients included, even on ties."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, (2, 3, 6, 8)).astype(np.float64)  # ties, zeros and negatives
+    dout = rng.standard_normal((2, 3, 3, 4))
+    pool_first, relu_after = MaxPool2d(2), ReLU()
+    relu_first, pool_after = ReLU(), MaxPool2d(2)
+    np.testing.assert_array_equal(relu_after.forward(pool_first.forward(x)),
+                                  pool_after.forward(relu_first.forward(x)))
+    np.testing.assert_array_equal(pool_first.backward(relu_after.backward(dout)),
+                                  relu_first.backward(pool_after.backward(dout)))
 
 
 def test_layers_accept_any_memory_order():
