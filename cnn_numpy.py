@@ -178,8 +178,8 @@ def main(argv=None):
     checkpoint, init_rng, order_rng, dtype, data, test_images = prepare(args, "cnn_numpy")
     as_nchw = lambda images: images.reshape(len(images), 1, 28, 28)  # noqa: E731
     data = (as_nchw(data[0]), data[1], as_nchw(data[2]), data[3])
-    config = dump_config(args, architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
-                                            "maxpool2-linear(1568->10)")
+    config = dump_config(args, architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-"
+                                            "ReLU-linear(1568->10)")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
     model = cnn(init_rng, dtype, args.init)
     train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,

@@ -45,7 +45,7 @@ def main(argv=None):
     # channels_last lets the CPU convolution kernels skip layout conversions: about 1.3x faster here.
     model = initialise(cnn(), args.init).to(device, memory_format=torch.channels_last)
     config = dump_config(args, device=str(device), dtype="float32", memory_format="channels_last",
-                         architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-maxpool2-"
+                         architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-ReLU-"
                                       "linear(1568->10)")
     run = Run("cnn_torch", "torch", config, args, save_checkpoint)
     train_or_evaluate(run, model, make_optimizer(model, args), data, labels, args, order_rng, test_images,
