@@ -295,13 +295,13 @@ NOISE_PAIRS = [("cnn_numpy", "nn_numpy", "CNN vs MLP, NumPy"), ("cnn_torch", "nn
                ("nn_torch", "nn_numpy", "PyTorch vs NumPy, MLP"), ("cnn_torch", "cnn_numpy", "PyTorch vs NumPy, CNN")]
 
 
-def test_accuracies(records, model):
+def percent_test_accuracies(records, model):
     return [100 * r["final"]["test_acc"] for r in records.get(model, [])]
 
 
 def noise_section(records):
     """The seed-noise table: Welch's t-test per comparison, Holm-adjusted over the table (common.stats)."""
-    tests = [(title, stats.welch(test_accuracies(records, a), test_accuracies(records, b)))
+    tests = [(title, stats.welch(percent_test_accuracies(records, a), percent_test_accuracies(records, b)))
              for a, b, title in NOISE_PAIRS]
     tests = [(title, w) for title, w in tests if w is not None]
     if not tests:
@@ -341,7 +341,7 @@ def plot_comparison(path, records):
         left.grid(True, alpha=0.3)
         left.legend()
         x = np.arange(len(models))
-        spread = [mean_std(test_accuracies(records, m)) for m in models]
+        spread = [mean_std(percent_test_accuracies(records, m)) for m in models]
         right.errorbar(x - 0.08, [s[0] for s in spread], yerr=[s[1] for s in spread], fmt="o", capsize=4,
                        color="tab:blue", label=f"ours (mean ± std, {min(len(records[m]) for m in models)} seed(s))")
         right.scatter(x + 0.08, [REPORT_TEST_ACC[m] for m in models], marker="D", color="tab:red", zorder=3,
