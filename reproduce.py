@@ -28,7 +28,7 @@ import numpy as np
 
 import original
 from common import stats
-from common.cli import REFERENCE_DIR, Parser, positive_int
+from common.cli import QUICK_EXAMPLE, REFERENCE_DIR, Parser, positive_int
 from common.io import write_text
 from common.run import TITLES
 from common.stats import mean_std
@@ -47,9 +47,8 @@ REPORT_TEST_ACC = {model: numbers["test_acc"] for model, numbers in REPORT.items
 # to learn much (40-82% test accuracy), so the smoke run takes smaller batches (and, for the plain-SGD CNN,
 # a larger step; the MLPs, 75-83% after one such epoch, get three); tests/test_scripts.py uses the same
 # settings, and they are the quick runs the scripts' --help recommends (common.cli.QUICK_EXAMPLE).
-QUICK_FLAGS = {"nn_numpy": ["--epochs", "3", "--batch-size", "8"], "nn_torch": ["--epochs", "3", "--batch-size", "8"],
-               "cnn_numpy": ["--batch-size", "8", "--lr", "0.05"], "cnn_torch": ["--batch-size", "8"]}
-QUICK_BASE = ["--epochs", "1", "--limit-train", "2000"]
+QUICK_FLAGS = {model: QUICK_EXAMPLE[model].split() for model in MODELS}  # one source: common.cli
+QUICK_BASE = ["--epochs", "1", "--limit-train", "2000"]  # what the extra --findings runs take with --quick
 COLUMNS = ["Model", "Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss", "epochs", "seconds",
            "Report Train Acc (%)", "Report Test Acc (%)", "Report Train Loss", "Report Test Loss",
            "Δ Test Acc (pp)", "run"]
@@ -78,8 +77,8 @@ def train_one(model, seed, args, group=None):
     no PNGs). Returns (exit code, last line, peak memory in MB or None).
     """
     if group is None:
-        out_root, checkpoint, flags = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args), []
-        quick = QUICK_BASE + QUICK_FLAGS[model]
+        out_root, checkpoint = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args)
+        flags, quick = [], QUICK_FLAGS[model]
     else:
         out_root = findings_run_dir(args.out_dir, group, seed)
         checkpoint = Path(args.checkpoint_dir) / "findings" / group / f"seed{seed}" / checkpoint_name(model)

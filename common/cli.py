@@ -192,7 +192,7 @@ def resolve_data_flags(args, record=None):
         if getattr(args, key, 0) is None:
             setattr(args, key, config.get(key))
     if getattr(args, "dtype", "") is None:
-        args.dtype = config.get("dtype", "float32") if config.get("dtype") in ("float32", "float64") else "float32"
+        args.dtype = config["dtype"] if config.get("dtype") in ("float32", "float64") else "float32"
     return args
 
 

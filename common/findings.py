@@ -298,7 +298,9 @@ def plot_convergence(path, groups):
 
 def permutation_tests(groups):
     """Per framework with all four groups: permuted − original test accuracy of each architecture, and the
-    CNN's advantage over the MLP (CNN − MLP), original and permuted. One Holm family. Returns {fw: [4 Comparisons]}."""
+    CNN's advantage over the MLP (CNN − MLP), original and permuted. One Holm family.
+
+    Returns {framework: [4 Comparisons]}."""
     frameworks = [fw for fw in FRAMEWORKS
                   if not missing(groups, [f"{a}_{fw}{s}" for a in ARCHITECTURES for s in ("", "+permuted")])]
     pairs = []
