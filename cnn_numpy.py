@@ -3,11 +3,13 @@
     python cnn_numpy.py                          # the report's run: 5 epochs, lr 0.01, batch 16, SGD, Xavier init
     python cnn_numpy.py --epochs 1 --limit-train 2000 --batch-size 8 --lr 0.05   # a quick run that learns (~90%)
     python cnn_numpy.py --optimizer adam --lr 0.001 --epochs 10 --batch-size 32 --init pytorch   # cnn_torch's recipe
+    python cnn_numpy.py --processes 1            # one process: slower, the same numbers bit for bit
     python cnn_numpy.py --eval-only              # redraw figures/cnn_numpy/ from checkpoints/cnn_numpy.npz
                                                  # (or the committed reference/cnn_numpy.npz)
 
 The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
-SGD and the training loop are imported from there. Conv2d is im2col + one matrix product, with im2col and
+SGD and the training loop are imported from there. Each batch is computed as two halves whose gradients
+are added, in two processes where the machine has two cores (common/halves.py). Conv2d is im2col + one matrix product, with im2col and
 col2im built from k*k slice copies, so no Python loop runs over images, channels or pixels.
 
 Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but Conv2d's output is stored
@@ -21,6 +23,7 @@ import numpy as np
 
 from common.checkpoint import save_npz
 from common.cli import make_parser, parse_args, run_main
+from common.halves import available_cores, can_fork, default_processes
 from common.run import Run, dump_config
 from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
                       init_weights, make_optimizer, prepare, train_or_evaluate)
@@ -170,6 +173,10 @@ def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
                     epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd", init="xavier")
     add_dtype_flag(p)
+    p.add_argument("--processes", type=int, choices=[1, 2], default=default_processes(),
+                   help="processes computing each batch's two halves: 2 runs the second half in a forked worker "
+                        "(Linux); the numbers are the same either way (default: %(default)s on this machine, "
+                        f"which has {available_cores()} core(s){'' if can_fork() else ' and cannot fork'})")
     return p
 
 
@@ -183,7 +190,7 @@ def main(argv=None):
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
     model = cnn(init_rng, dtype, args.init)
     train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
-                      test_images, checkpoint)
+                      test_images, checkpoint, processes=args.processes)
 
 
 if __name__ == "__main__":

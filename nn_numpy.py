@@ -22,6 +22,7 @@ from common import original
 from common.checkpoint import check_shapes, load_npz, save_npz
 from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
+from common.halves import Halves
 from common.run import Run, dump_config
 
 
@@ -126,6 +127,8 @@ class SoftmaxCrossEntropy:
 
     forward(logits (N, C), labels (N,) int) -> mean loss (a scalar of the logits' dtype);
     backward() -> dlogits (N, C) = (softmax(logits) - onehot(labels)) / N.
+    backward(total) divides by ``total`` instead: the gradient of this batch as part of a larger one of
+    ``total`` items (common/halves.py computes a batch as two halves).
     """
 
     def forward(self, logits, labels):
@@ -137,11 +140,11 @@ class SoftmaxCrossEntropy:
         rows = np.arange(len(labels))
         return (np.log(total[:, 0]) - shifted[rows, labels]).mean()
 
-    def backward(self):
+    def backward(self, total=None):
         n = len(self.labels)
         dlogits = self.probs.copy()
         dlogits[np.arange(n), self.labels] -= 1
-        return dlogits / dlogits.dtype.type(n)
+        return dlogits / dlogits.dtype.type(total or n)
 
 
 class Sequential:
@@ -256,18 +259,29 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
                       Linear(64, 10, rng, dtype, init))
 
 
-def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
-    """One pass over the training set in a fresh random order, one SGD step per batch."""
+def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves=None):
+    """One pass over the training set in a fresh random order, one optimizer step per batch.
+
+    halves: a common.halves.Halves over these images (cnn_numpy.py), which computes each batch as two halves,
+    in two processes where it can; None: each batch whole, here.
+    """
     order = rng.permutation(len(images))
     progress.order_digest = order_digest(order)
-    images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
-    for start in range(0, len(images), batch_size):
-        x, y = images[start:start + batch_size], labels[start:start + batch_size]
-        logits = model.forward(x)
-        loss = loss_fn.forward(logits, y)
-        model.backward(loss_fn.backward())
-        optimizer.step()
-        progress.step(loss, np.count_nonzero(logits.argmax(axis=1) == y), len(y))
+    if halves is not None and halves.images is not images:
+        raise ValueError("train_epoch: halves was made for other training images")
+    with blas_threads():  # set once here, so the layers' own blas_threads() find nothing to change
+        for start in range(0, len(images), batch_size):
+            batch = order[start:start + batch_size]
+            if halves is None:
+                x, y = images[batch], labels[batch]  # per batch: cheaper than gathering the whole set per epoch
+                logits = model.forward(x)
+                loss = loss_fn.forward(logits, y)
+                model.backward(loss_fn.backward())
+                correct = np.count_nonzero(logits.argmax(axis=1) == y)
+            else:
+                loss, correct = halves.step(batch)
+            optimizer.step()
+            progress.step(loss, correct, len(batch))
 
 
 def predict(model, images, batch_size=250):
@@ -277,24 +291,41 @@ def predict(model, images, batch_size=250):
                                for i in range(0, len(images), batch_size)])
 
 
-def fit(run, model, loss_fn, optimizer, data, batch_size, rng):
-    """Train for run.epochs(), recording each epoch on the whole training and test sets."""
+@contextlib.contextmanager
+def batch_halves(model, loss_fn, data, processes):
+    """Yields a common.halves.Halves over data's training images (predicting the training and test images
+    too), or None when ``processes`` is None: the MLP, which computes whole batches in this process."""
+    if processes is None:
+        yield None
+        return
+    with Halves(model, loss_fn, data[0], data[1], (data[0], data[2]), predict, processes) as shared:
+        yield shared
+
+
+def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
+    """Train for run.epochs(), recording each epoch on the whole training and test sets.
+
+    processes: None (whole batches here) or 1 or 2 (two halves per batch; see common/halves.py).
+    """
     x_train, y_train, x_test, y_test = data
     steps = math.ceil(len(x_train) / batch_size)
     # Overflow warnings would only repeat what the divergence check reports in one line.
-    with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            batch_halves(model, loss_fn, data, processes) as shared:
+        logits = shared.predict if shared else functools.partial(predict, model)
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
-                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress)
-            run.end_epoch(model.state_dict(), predict(model, x_train), y_train, predict(model, x_test), y_test)
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, shared)
+            run.end_epoch(model.state_dict(), logits(x_train), y_train, logits(x_test), y_test)
 
 
-def evaluate_checkpoint(run, model, data, checkpoint):
+def evaluate_checkpoint(run, model, data, checkpoint, processes=None):
     """--eval-only: put the checkpoint's weights in, take over its record, evaluate; returns the final numbers.
 
     checkpoint: (state, record, iteration_losses) as load_npz returns it, or None for a checkpoint in the
     original report's format (a pickled dict of arrays, e.g. model.pkl): common/original.py reads that, admitting
     only NumPy arrays and mapping its names onto this model's layers; its per-epoch losses become the loss graph.
+    processes: as for fit(); the worker, if any, computes the second half of each set's logits.
     """
     if checkpoint is None:
         checkpoint = original.load_checkpoint(run.checkpoint, model, run.config)
@@ -302,19 +333,23 @@ def evaluate_checkpoint(run, model, data, checkpoint):
     model.load_state_dict(state, run.checkpoint)
     run.restore(record, iteration_losses)
     x_train, y_train, x_test, y_test = data
-    return run.evaluate(predict(model, x_train), y_train, predict(model, x_test), y_test)
+    with batch_halves(model, SoftmaxCrossEntropy(), data, processes) as shared:
+        logits = shared.predict if shared else functools.partial(predict, model)
+        return run.evaluate(logits(x_train), y_train, logits(x_test), y_test)
 
 
-def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_images, checkpoint=None):
+def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_images, checkpoint=None,
+                      processes=None):
     """Train (or, with --eval-only, evaluate the loaded ``checkpoint`` instead), then write every output.
 
     test_images: (N, 28, 28), the test images as the figures show them (unpermuted).
+    processes: None for whole batches in this process (the MLP); 1 or 2 for common/halves.py (the CNN).
     """
     final = None
     if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, checkpoint)
+        final = evaluate_checkpoint(run, model, data, checkpoint, processes)
     else:
-        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng)
+        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng, processes)
     run.finish(test_images, final)
 
 

@@ -2,10 +2,11 @@
 
     python benchmarks/bench.py                   # full epochs, 3 interleaved rounds (a few minutes)
     python benchmarks/bench.py --steps 300       # time 300 batches per round instead of whole epochs
-    python benchmarks/bench.py --threads 1       # NumPy's BLAS and PyTorch both on one thread
+    python benchmarks/bench.py --threads 1 --processes 1   # NumPy's BLAS and PyTorch on one thread, one process
 
 Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the
-scripts' own train_epoch functions; the order alternates between rounds, and the fastest round of each
+scripts' own train_epoch functions, as the scripts run them (the NumPy CNN as two halves per batch in two
+processes, PyTorch on its default threads); the order alternates between rounds, and the fastest round of each
 counts, so a noisy neighbour on a shared machine hurts both sides alike. Each model's efficiency is its
 analytic training FLOPs per epoch / its epoch time / the float32 matrix-product throughput of this machine,
 measured in the same run (np.matmul of 2048x2048 matrices): how close it comes to the machine's own limit.
@@ -14,6 +15,7 @@ a few batches, to show what vectorising bought. Timings live here, never in unit
 """
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -33,31 +35,37 @@ import nn_numpy  # noqa: E402
 import nn_torch  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from common.data import load_splits  # noqa: E402
+from common.halves import default_processes  # noqa: E402
 from common.run import EpochProgress  # noqa: E402
 
 
-def numpy_trainer(build, lr, images, labels, batch_size, seed=0):
+def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=None, seed=0):
+    """processes: as the script runs it (cnn_numpy.py: two halves per batch, default_processes()), or None
+    for whole batches in one process (nn_numpy.py). ``cleanup`` (an ExitStack) ends the worker, if any."""
     rng = np.random.default_rng(seed)
     model = build(rng)
     loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, lr)
+    images, labels = images[:n], labels[:n]
+    halves = cleanup.enter_context(nn_numpy.batch_halves(model, loss_fn, (images, labels, images, labels),
+                                                         processes))
 
-    def epoch(n):
+    def epoch():
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=lr)
-        nn_numpy.train_epoch(model, loss_fn, optimizer, images[:n], labels[:n], batch_size, rng, progress)
+        nn_numpy.train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves)
     return epoch
 
 
-def torch_trainer(build, make_optimizer, images, labels, batch_size, seed=0, memory_format=None):
+def torch_trainer(build, make_optimizer, images, labels, batch_size, n, seed=0, memory_format=None):
     """memory_format: as the script sets it (cnn_torch.py: channels_last), or None for plain NCHW."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build() if memory_format is None else build().to(memory_format=memory_format)
     loss_fn, optimizer = torch.nn.CrossEntropyLoss(), make_optimizer(model.parameters())
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    x, y = torch.from_numpy(images[:n]), torch.from_numpy(labels[:n])
 
-    def epoch(n):
+    def epoch():
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=0)
-        nn_torch.train_epoch(model, loss_fn, optimizer, x[:n], y[:n], batch_size, rng, progress)
+        nn_torch.train_epoch(model, loss_fn, optimizer, x, y, batch_size, rng, progress)
     return epoch
 
 
@@ -89,14 +97,14 @@ def training_flops_per_image(model, image_shape):
     return flops
 
 
-def race(name_a, epoch_a, name_b, epoch_b, n, rounds):
+def race(name_a, epoch_a, name_b, epoch_b, rounds):
     """Interleaved rounds; returns the fastest time of each."""
     best = {name_a: math.inf, name_b: math.inf}
     for r in range(rounds):
         pair = [(name_a, epoch_a), (name_b, epoch_b)]
         for name, epoch in (pair if r % 2 == 0 else pair[::-1]):
             start = time.perf_counter()
-            epoch(n)
+            epoch()
             best[name] = min(best[name], time.perf_counter() - start)
     return best[name_a], best[name_b]
 
@@ -157,6 +165,9 @@ def main():
     p.add_argument("--threads", type=int, default=None,
                    help="threads for NumPy's BLAS and for PyTorch (default: each library's own, as the scripts "
                         "run)")
+    p.add_argument("--processes", type=int, choices=[1, 2], default=default_processes(),
+                   help="processes for the NumPy CNN's two halves of each batch (default: cnn_numpy.py's, "
+                        "%(default)s here)")
     p.add_argument("--naive-batches", type=int, default=2,
                    help="batches timed with the naive convolution (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
@@ -179,22 +190,31 @@ def run(args):
     print("| pair | batch | GFLOP/epoch | NumPy s/epoch | PyTorch s/epoch | NumPy / PyTorch | NumPy eff. "
           "| PyTorch eff. |")
     print("|---|---|---|---|---|---|---|---|")
-    mlp_numpy = lambda bs: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs)  # noqa: E731
-    mlp_torch = lambda bs: torch_trainer(nn_torch.mlp, lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9),  # noqa
-                                         x_train, y_train, bs)
-    cnn_numpy_ = lambda bs: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs)  # noqa: E731
     adam = lambda ps: torch.optim.Adam(ps, 1e-3)  # noqa: E731
-    cnn_torch_ = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs,  # noqa: E731
-                                          memory_format=torch.channels_last)
-    cnn_torch_nchw = lambda bs: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs)  # noqa: E731
+    momentum = lambda ps: torch.optim.SGD(ps, 0.01, momentum=0.9)  # noqa: E731
+    trainers = {
+        "mlp numpy": lambda bs, n, stack: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs, n, stack),
+        "mlp torch": lambda bs, n, stack: torch_trainer(nn_torch.mlp, momentum, x_train, y_train, bs, n),
+        "cnn numpy": lambda bs, n, stack: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs, n, stack,
+                                                        args.processes),
+        "cnn numpy, 1 process": lambda bs, n, stack: numpy_trainer(cnn_numpy.cnn, 0.01, images, y_train, bs, n,
+                                                                   stack, 1),
+        "cnn torch": lambda bs, n, stack: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs, n,
+                                                        memory_format=torch.channels_last),
+        "cnn torch, NCHW": lambda bs, n, stack: torch_trainer(cnn_torch.cnn, adam, images, y_train, bs, n),
+    }
     flops = {"MLP": training_flops_per_image(nn_numpy.mlp(np.random.default_rng(0)), (784,)) * len(x_train),
              "CNN": training_flops_per_image(cnn_numpy.cnn(np.random.default_rng(0)), (1, 28, 28)) * len(x_train)}
-    rows = [("MLP", 32, mlp_numpy, mlp_torch), ("CNN", 16, cnn_numpy_, cnn_torch_),
-            ("CNN", 32, cnn_numpy_, cnn_torch_),
-            ("CNN, PyTorch in plain NCHW layout", 16, cnn_numpy_, cnn_torch_nchw)]
-    for name, batch_size, make_numpy, make_torch in rows:
+    rows = [("MLP", 32, "mlp numpy", "mlp torch"),
+            (f"CNN ({args.processes} processes)", 16, "cnn numpy", "cnn torch"),
+            (f"CNN ({args.processes} processes)", 32, "cnn numpy", "cnn torch"),
+            ("CNN, NumPy in 1 process", 16, "cnn numpy, 1 process", "cnn torch"),
+            ("CNN, PyTorch in plain NCHW layout", 16, "cnn numpy", "cnn torch, NCHW")]
+    for name, batch_size, numpy_name, torch_name in rows:
         n = len(x_train) if args.steps is None else min(len(x_train), args.steps * batch_size)
-        t_numpy, t_torch = race("numpy", make_numpy(batch_size), "torch", make_torch(batch_size), n, args.rounds)
+        with contextlib.ExitStack() as stack:
+            t_numpy, t_torch = race("numpy", trainers[numpy_name](batch_size, n, stack),
+                                    "torch", trainers[torch_name](batch_size, n, stack), args.rounds)
         scale = len(x_train) / n
         epoch_flops = flops[name[:3]]
         print(f"| {name} | {batch_size} | {epoch_flops / 1e9:.1f} | {t_numpy * scale:.2f} | {t_torch * scale:.2f} | "

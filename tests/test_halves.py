@@ -1,0 +1,125 @@
+"""common/halves.py: a batch computed as two halves (and in pieces) has the whole batch's gradient, and one
+process or two give the same numbers bit for bit."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import nn_numpy
+from cnn_numpy import cnn
+from common import halves
+from common.halves import PIECE, Halves, WorkerFailed
+from common.run import EpochProgress
+
+two_processes = pytest.mark.skipif(not halves.can_fork(), reason="the worker process needs fork (Linux)")
+
+
+def data(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 28, 28)).astype(dtype), rng.integers(0, 10, n)
+
+
+def train(processes, images, labels, batch_size, optimizer="sgd", steps=None, eval_images=None):
+    """A few optimizer steps through nn_numpy.train_epoch; returns (state, per-step losses, logits)."""
+    model = cnn(np.random.default_rng(0), images.dtype)
+    loss_fn = nn_numpy.SoftmaxCrossEntropy()
+    opt = nn_numpy.Adam(model, 1e-3) if optimizer == "adam" else nn_numpy.SGD(model, 0.05, momentum=0.9)
+    eval_images = images if eval_images is None else eval_images
+    with nn_numpy.batch_halves(model, loss_fn, (images, labels, eval_images, None), processes) as shared:
+        progress = EpochProgress(1, 1, 1, quiet=True, lr=0.05)
+        nn_numpy.train_epoch(model, loss_fn, opt, images, labels, batch_size, np.random.default_rng(1), progress,
+                             shared)
+        logits = shared.predict(eval_images) if shared else nn_numpy.predict(model, eval_images)
+    return model.state_dict(), progress.losses, logits
+
+
+@two_processes
+@pytest.mark.parametrize("batch_size, optimizer", [(16, "sgd"), (15, "adam"), (37, "sgd"), (1, "sgd")])
+def test_one_process_and_two_give_the_same_numbers_bit_for_bit(batch_size, optimizer):
+    images, labels = data(5 * batch_size + 3, np.float32)  # the last batch is short
+    test_images, _ = data(501, np.float32, seed=1)  # odd: the halves differ in size
+    one = train(1, images, labels, batch_size, optimizer, eval_images=test_images)
+    two = train(2, images, labels, batch_size, optimizer, eval_images=test_images)
+    for key in one[0]:
+        assert np.array_equal(one[0][key], two[0][key]), key
+    assert one[1] == two[1]
+    assert np.array_equal(one[2], two[2])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 2 * PIECE + 1, 40])
+def test_the_halves_add_up_to_the_whole_batchs_gradient(n):
+    """float64, one process: the split changes only the rounding."""
+    images, labels = data(n, np.float64)
+    whole = cnn(np.random.default_rng(0), np.float64)
+    loss_fn = nn_numpy.SoftmaxCrossEntropy()
+    logits = whole.forward(images)
+    loss = loss_fn.forward(logits, labels)
+    whole.backward(loss_fn.backward())
+    model = cnn(np.random.default_rng(0), np.float64)
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 1) as h:
+        split_loss, correct = h.step(np.arange(n))
+        np.testing.assert_allclose(h.predict(images), nn_numpy.predict(whole, images), rtol=1e-13, atol=1e-13)
+    assert split_loss == pytest.approx(float(loss), rel=1e-13)
+    assert correct == np.count_nonzero(logits.argmax(axis=1) == labels)
+    for (layer, name), (ref, _) in zip(model.parameters(), whole.parameters()):
+        np.testing.assert_allclose(getattr(layer, "d" + name), getattr(ref, "d" + name), rtol=1e-11, atol=1e-14)
+
+
+@two_processes
+def test_the_worker_sees_every_optimizer_step_and_replaced_parameters():
+    images, labels = data(32, np.float64)
+    model = cnn(np.random.default_rng(0), np.float64)
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 2) as h:
+        before = h.predict(images)
+        model.layers[7].W += 0.5  # in place, as the optimizers update
+        moved = h.predict(images)
+        np.testing.assert_allclose(moved, nn_numpy.predict(model, images), rtol=1e-13)
+        assert not np.allclose(before[16:], moved[16:])  # the worker's half changed too
+        state = model.state_dict()
+        state["3.W"] = state["3.W"] * 0  # load_state_dict puts in new arrays
+        model.load_state_dict(state)
+        h.step(np.arange(32))  # copies them into the shared block first
+        np.testing.assert_allclose(h.predict(images), nn_numpy.predict(model, images), rtol=1e-13)
+
+
+@two_processes
+def test_a_worker_that_dies_is_one_clear_error_not_a_hang():
+    images, labels = data(32, np.float32)
+    model = cnn(np.random.default_rng(0))
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 2) as h:
+        h.step(np.arange(16))
+        os.kill(h.worker.pid, signal.SIGKILL)
+        h.worker.join()
+        with pytest.raises(WorkerFailed, match=r"ended unexpectedly \(exit code -9\); run with --processes 1"):
+            h.step(np.arange(16))
+
+
+@two_processes
+def test_an_error_in_the_worker_comes_back_as_one_line():
+    images, labels = data(8, np.float32)
+    model = cnn(np.random.default_rng(0))
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 2) as h:
+        with pytest.raises(WorkerFailed, match="failed: IndexError"):
+            h.step(np.array([0, 1, 2, 99]))  # the worker's half indexes past the images
+        h.step(np.arange(8))  # and it keeps serving
+
+
+@two_processes
+def test_the_worker_ends_with_the_context_and_blas_threads_are_restored():
+    from threadpoolctl import threadpool_info
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    images, labels = data(8, np.float32)
+    model = cnn(np.random.default_rng(0))
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 2) as h:
+        worker = h.worker
+        assert worker.is_alive()
+    assert not worker.is_alive() and worker.exitcode == 0
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+
+
+def test_processes_must_be_one_or_two():
+    images, labels = data(2, np.float32)
+    with pytest.raises(ValueError, match="1 or 2"):
+        Halves(cnn(np.random.default_rng(0)), nn_numpy.SoftmaxCrossEntropy(), images, labels, [], nn_numpy.predict, 3)
