@@ -23,7 +23,7 @@ import numpy as np
 
 from common.checkpoint import save_npz
 from common.cli import make_parser, parse_args, run_main
-from common.halves import available_cores, can_fork, default_processes
+from common.halves import PIECE, available_cores, can_fork, default_processes
 from common.run import Run, dump_config
 from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
                       init_weights, make_optimizer, prepare, train_or_evaluate)
@@ -186,7 +186,8 @@ def main(argv=None):
     as_nchw = lambda images: images.reshape(len(images), 1, 28, 28)  # noqa: E731
     data = (as_nchw(data[0]), data[1], as_nchw(data[2]), data[3])
     config = dump_config(args, architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-"
-                                            "ReLU-linear(1568->10)")
+                                            "ReLU-linear(1568->10)",
+                         split_batches=f"two halves, pieces of at most {PIECE} images (common/halves.py)")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
     model = cnn(init_rng, dtype, args.init)
     train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,

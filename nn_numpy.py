@@ -303,7 +303,7 @@ def batch_halves(model, loss_fn, data, processes):
 
 
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
-    """Train for run.epochs(), recording each epoch on the whole training and test sets.
+    """Train for run.epochs(), recording each epoch on the test set and the whole training set (--eval-train).
 
     processes: None (whole batches here) or 1 or 2 (two halves per batch; see common/halves.py).
     """
@@ -316,7 +316,8 @@ def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
                 train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, shared)
-            run.end_epoch(model.state_dict(), logits(x_train), y_train, logits(x_test), y_test)
+            train_logits = logits(x_train) if run.evaluates_train(epoch) else None
+            run.end_epoch(model.state_dict(), train_logits, y_train, logits(x_test), y_test)
 
 
 def evaluate_checkpoint(run, model, data, checkpoint, processes=None):

@@ -87,7 +87,8 @@ def fit(run, model, loss_fn, optimizer, data, labels, batch_size, rng):
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
                 train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress)
-            run.end_epoch(state_dict(model), predict(model, x_train), labels[0], predict(model, x_test), labels[1])
+            train_logits = predict(model, x_train) if run.evaluates_train(epoch) else None
+            run.end_epoch(state_dict(model), train_logits, labels[0], predict(model, x_test), labels[1])
 
 
 def state_dict(model):

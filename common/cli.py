@@ -111,6 +111,10 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
                         "with --eval-only, the checkpoint's)")
     p.add_argument("--eval-only", action="store_true",
                    help="skip training: load --checkpoint, re-evaluate, redraw figures and metrics.json")
+    p.add_argument("--eval-train", choices=["last", "every"], default="last",
+                   help="when to evaluate the whole training set: after the last epoch (default; every epoch "
+                        "still records the mean loss and accuracy over its batches, as the report logged them) "
+                        "or after every epoch (the CNNs then spend a quarter more time evaluating)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the per-epoch lines")
     p.add_argument("--no-figures", action="store_true",
                    help="write only metrics.json and the checkpoint, no PNGs (reproduce.py --findings uses it)")

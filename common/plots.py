@@ -69,15 +69,20 @@ def plot_loss(path, title, history, iteration_losses):
 
 
 def plot_confusion_matrix(path, title, counts):
-    from sklearn.metrics import ConfusionMatrixDisplay
-
+    """Row-normalised counts as a heat map with each cell's value written in it."""
     counts = np.asarray(counts, dtype=np.float64)
     probabilities = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    cmap = plt.get_cmap("Blues")
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(8.5, 7.5))
-        display = ConfusionMatrixDisplay(probabilities, display_labels=list(range(NUM_CLASSES)))
-        display.plot(ax=ax, cmap="Blues", values_format=".3f", colorbar=True, text_kw={"fontsize": 8})
-        display.im_.set_clim(0, 1)
+        image = ax.imshow(probabilities, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        fig.colorbar(image, ax=ax)
+        for (i, j), value in np.ndenumerate(probabilities):  # dark text on light cells, white on dark ones
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                    color=cmap(1.0) if value < 0.5 else cmap(0.0))
+        ticks = np.arange(NUM_CLASSES)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Actual")
         ax.set_title(f"{title}\nP(predicted | actual), each row sums to 1")

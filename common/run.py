@@ -104,6 +104,7 @@ class Run:
         self.state = self.last = None
         self.eval_only = args.eval_only
         self.figures = not getattr(args, "no_figures", False)
+        self.eval_train = getattr(args, "eval_train", "every")
         self.trained_seconds = None
         self.started = time.perf_counter()
 
@@ -115,28 +116,41 @@ class Run:
         self.current = EpochProgress(epoch, self.epochs_total, steps, self.quiet, self.config.get("lr", 0))
         return self.current
 
+    def evaluates_train(self, epoch):
+        """Whether end_epoch wants the whole training set's logits this epoch (--eval-train)."""
+        return self.eval_train == "every" or epoch == self.epochs_total
+
     def end_epoch(self, state, train_logits, train_labels, test_logits, test_labels):
-        """Record an epoch from the model's logits on the whole training and test sets."""
+        """Record an epoch from the model's logits on the test set and, if evaluates_train(epoch), on the whole
+        training set (else train_logits is None, and the epoch's batch means stand for the training set)."""
         progress = self.current
-        entry = {"epoch": progress.epoch, **self.evaluate(train_logits, train_labels, test_logits, test_labels),
-                 "train_loss_running": progress.running_loss, "train_acc_running": progress.running_acc,
-                 "seconds": progress.seconds, "seconds_with_eval": time.perf_counter() - progress.started,
-                 "order_digest": progress.order_digest}
-        if not math.isfinite(entry["train_loss"]) or not math.isfinite(entry["test_loss"]):
+        entry = {"epoch": progress.epoch}
+        if train_logits is not None:
+            entry.update(self.evaluate(train_logits, train_labels, test_logits, test_labels))
+        else:
+            entry.update(self.evaluate_test(test_logits, test_labels))
+        entry.update({"train_loss_running": progress.running_loss, "train_acc_running": progress.running_acc,
+                      "seconds": progress.seconds, "seconds_with_eval": time.perf_counter() - progress.started,
+                      "order_digest": progress.order_digest})
+        if not all(math.isfinite(entry.get(k, 0.0)) for k in ("train_loss", "test_loss")):
             raise Diverged(f"the model's outputs became infinite at epoch {progress.epoch}; the learning rate "
                            f"(--lr {self.config.get('lr', 0):g}) is too high — lower it. Nothing was written")
         self.history.append(entry)
         self.iteration_losses.extend(progress.losses)
         self.state = state
-        print(f"epoch {progress.epoch:>2}/{self.epochs_total}  train loss {entry['train_loss']:.4f} "
-              f"acc {entry['train_acc']:.2%}  test loss {entry['test_loss']:.4f} acc {entry['test_acc']:.2%}  "
-              f"{entry['seconds']:.2f} s", flush=True)
+        train = (f"train loss {entry['train_loss']:.4f} acc {entry['train_acc']:.2%}" if "train_loss" in entry else
+                 f"train loss {entry['train_loss_running']:.4f} acc {entry['train_acc_running']:.2%} (batch means)")
+        print(f"epoch {progress.epoch:>2}/{self.epochs_total}  {train}  test loss {entry['test_loss']:.4f} "
+              f"acc {entry['test_acc']:.2%}  {entry['seconds']:.2f} s", flush=True)
 
     def evaluate(self, train_logits, train_labels, test_logits, test_labels):
-        self.last = (test_logits, test_labels)
         return {"train_loss": metrics.cross_entropy(train_logits, train_labels),
                 "train_acc": metrics.accuracy(train_logits, train_labels),
-                "test_loss": metrics.cross_entropy(test_logits, test_labels),
+                **self.evaluate_test(test_logits, test_labels)}
+
+    def evaluate_test(self, test_logits, test_labels):
+        self.last = (test_logits, test_labels)
+        return {"test_loss": metrics.cross_entropy(test_logits, test_labels),
                 "test_acc": metrics.accuracy(test_logits, test_labels)}
 
     def __enter__(self):
@@ -189,7 +203,8 @@ class Run:
     def record(self, final, interrupted=False, confusion=None):
         out = {"model": self.model, "framework": self.framework, "config": self.config,
                "history": self.history,
-               "final": {k: final[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+               # an interrupted run's last epoch may not have evaluated the training set: null then
+               "final": {k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
                "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
@@ -247,7 +262,7 @@ def versions():
 def dump_config(args, **extra):
     """The run's hyperparameters as a JSON-able dict: every flag that changes the result, plus ``extra``."""
     keys = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "optimizer", "momentum",
-            "init", "permute_pixels")
+            "init", "permute_pixels", "eval_train")
     config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     config.update(extra)
     json.dumps(config)

@@ -123,3 +123,24 @@ def test_processes_must_be_one_or_two():
     images, labels = data(2, np.float32)
     with pytest.raises(ValueError, match="1 or 2"):
         Halves(cnn(np.random.default_rng(0)), nn_numpy.SoftmaxCrossEntropy(), images, labels, [], nn_numpy.predict, 3)
+
+
+@two_processes
+def test_cnn_numpy_gives_the_same_run_with_one_process_or_two(tmp_path, mnist_dir):
+    import json
+
+    from test_scripts import quick_run
+
+    runs = {}
+    for processes in ("1", "2"):
+        folder = tmp_path / processes
+        record, result = quick_run("cnn_numpy", folder, "--epochs", "1", "--limit-train", "600", "--batch-size",
+                                   "20", "--processes", processes)
+        assert record["config"]["split_batches"].startswith("two halves")
+        runs[processes] = record, np.load(folder / "checkpoints" / "cnn_numpy")
+    (one, one_weights), (two, two_weights) = runs["1"], runs["2"]
+    strip = lambda h: [{k: v for k, v in e.items() if not k.startswith("seconds")} for e in h]  # noqa: E731
+    assert strip(one["history"]) == strip(two["history"]) and one["final"] == two["final"]
+    assert json.dumps(one["confusion_matrix"]) == json.dumps(two["confusion_matrix"])
+    for key in [k for k in one_weights.files if k.startswith("state/")] + ["iteration_losses"]:
+        assert np.array_equal(one_weights[key], two_weights[key]), key

@@ -41,10 +41,13 @@ def check_schema(record, script):
         assert record["config"]["device"] == "cpu" and "torch" in record["versions"]
     else:
         assert "torch" not in record["versions"]
+    every = record["config"]["eval_train"] == "every"
     for entry in record["history"]:
-        assert set(entry) >= {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                              "train_loss_running", "train_acc_running"}
-        assert 0 <= entry["train_acc"] <= 1 and 0 <= entry["test_acc"] <= 1 and entry["test_loss"] > 0
+        assert set(entry) >= {"epoch", "test_loss", "test_acc", "seconds", "train_loss_running", "train_acc_running"}
+        assert 0 <= entry["train_acc_running"] <= 1 and 0 <= entry["test_acc"] <= 1 and entry["test_loss"] > 0
+        # --eval-train: the whole training set after the last epoch only (default) or after every epoch
+        assert ("train_loss" in entry) == ("train_acc" in entry) == (every or entry is record["history"][-1])
+    assert 0 <= record["history"][-1]["train_acc"] <= 1
     counts = record["confusion_matrix"]
     assert len(counts) == 10 and all(len(row) == 10 for row in counts)
     assert sum(map(sum, counts)) == 10000
@@ -62,6 +65,19 @@ def test_a_short_run_on_2000_images_learns_and_writes_every_output(trained):
     assert (folder / "checkpoints" / script).exists() or (folder / "checkpoints" / (script + suffix)).exists()
     epochs = record["config"]["epochs"]
     assert f"epoch  {epochs}/{epochs}" in result.stdout and "test accuracy" in result.stdout
+
+
+def test_eval_train_every_evaluates_the_training_set_after_every_epoch(tmp_path, mnist_dir):
+    record, result = quick_run("nn_numpy", tmp_path, "--epochs", "2", "--limit-train", "500", "--eval-train", "every")
+    check_schema(record, "nn_numpy")
+    assert record["config"]["eval_train"] == "every" and all("train_acc" in h for h in record["history"])
+    assert "(batch means)" not in result.stdout
+    default, result = quick_run("nn_numpy", tmp_path / "default", "--epochs", "2", "--limit-train", "500")
+    assert "train_acc" not in default["history"][0] and "train_acc" in default["history"][1]
+    assert result.stdout.count("(batch means)") == 1
+    # the same training either way: only what is measured differs
+    assert default["history"][1]["test_loss"] == record["history"][1]["test_loss"]
+    assert default["final"] == record["final"]
 
 
 def test_same_seed_gives_identical_results(trained, tmp_path):
