@@ -364,8 +364,13 @@ def plot_comparison(path, records):
 def write_results(args, records, sources, total_seconds, failures, peaks):
     rows = summary_rows(records, sources)
     command = "python reproduce.py" + "".join(f" {a}" for a in sys.argv[1:])
+    training = training_seconds(records, sources)
+    took = f"this run took {total_seconds / 60:.1f} min ({total_seconds:.0f} s)"
+    if training and not args.eval_only:
+        took += (f", of which {training:.0f} s in the scripts' training loops ({total_seconds / training:.2f}x; "
+                 f"the rest is start-up, evaluation and figures)")
     text = (f"# Results\n\nProduced by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
-            f"Python {platform.python_version()}; this run took {total_seconds / 60:.1f} min. Mean ± sample std "
+            f"Python {platform.python_version()}; {took}. Mean ± sample std "
             f"over the seeds named in the last column, which also says whether a row comes from this run or "
             f"was kept from an earlier one.\n"
             f"Accuracies in %, losses are mean cross-entropy (nats); our train numbers are measured on the whole "
@@ -381,6 +386,12 @@ def write_results(args, records, sources, total_seconds, failures, peaks):
     write_text(Path(args.out_dir) / "results.md", text)
     plot_comparison(Path(args.out_dir) / "comparison.png", records)
     return text
+
+
+def training_seconds(records, sources):
+    """Seconds the runs made now spent in their training loops: the sum of their epochs' ``seconds``."""
+    return sum(entry["seconds"] for model, runs in records.items() if sources.get(model) == "this run"
+               for record in runs for entry in record["history"])
 
 
 def checkpoint_to_use(model, seed, args):

@@ -1,6 +1,7 @@
 """reproduce.py: the quick run end to end, the results table round trip, a failing model reported."""
 
 import json
+import re
 
 import pytest
 
@@ -100,6 +101,13 @@ def test_quick_run_writes_every_file_consistently(quick):
     assert (out / "comparison.png").stat().st_size > 10000
     assert (out / "checkpoints" / "cnn_numpy.npz").exists()
     assert "[cnn_torch seed 0] epoch  1/1" in result.stdout and "total" in result.stdout
+    # the wall time against the training loops' (issue: evaluation, start-up and figures <= 30%)
+    loops = sum(h["seconds"] for m in reproduce.MODELS
+                for h in json.loads((out / m / "metrics.json").read_text())["history"])
+    took = re.search(r"this run took [\d.]+ min \((\d+) s\), of which (\d+) s in the scripts' training loops "
+                     r"\(([\d.]+)x;", (out / "results.md").read_text())
+    assert took and int(took[2]) == round(loops)
+    assert float(took[3]) == pytest.approx(int(took[1]) / loops, abs=0.5 / loops + 0.01)
 
 
 def test_quick_run_then_eval_only_redraws_from_checkpoints(quick):
