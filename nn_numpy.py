@@ -49,21 +49,35 @@ def _blas_libraries():
     return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-@contextlib.contextmanager
+_OPEN = []  # the thread counts of the blas_threads() contexts open now, innermost last
+_ALREADY_SET = contextlib.nullcontext()
+
+
 def blas_threads(threads=None):
     """NumPy's matrix products run on ``threads`` BLAS threads inside this context (default: BLAS_THREADS).
 
     Why one: the layers' products are small, and on a shared 2-core machine a second BLAS thread waits for a
-    busy core: training steps ran 10-50x slower with two (README, Speed and memory). Costs ~1 us when the
-    count is already right, ~4 us when it must be set and restored.
+    busy core: training steps ran 10-50x slower with two (README, Speed and memory). Costs ~4 us when the
+    count must be set and restored, ~1 us when it is already right, and ~0.1 us inside an enclosing
+    blas_threads() of the same count: train_epoch and predict open one around their loops, so the layers'
+    own (which keep a layer used alone right) cost next to nothing there; that was 5% of an MLP epoch.
     """
     threads = threads or BLAS_THREADS
+    if _OPEN and _OPEN[-1] == threads:
+        return _ALREADY_SET
+    return _set_blas_threads(threads)
+
+
+@contextlib.contextmanager
+def _set_blas_threads(threads):
     changed = [(lib, n) for lib in _blas_libraries() if (n := lib.get_num_threads()) not in (None, threads)]
     for lib, _ in changed:
         lib.set_num_threads(threads)
+    _OPEN.append(threads)
     try:
         yield
     finally:
+        _OPEN.pop()
         for lib, n in changed:
             lib.set_num_threads(n)
 
