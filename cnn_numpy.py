@@ -9,8 +9,9 @@
 
 The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
 SGD and the training loop are imported from there. Each batch is computed as two halves whose gradients
-are added, in two processes where the machine has two cores (common/halves.py). Conv2d is im2col + one matrix product, with im2col and
-col2im built from k*k slice copies, so no Python loop runs over images, channels or pixels.
+are added, in two processes where the machine has two cores (common/halves.py). Conv2d is im2col + one
+matrix product, with im2col and col2im built from k*k slice copies, so no Python loop runs over images,
+channels or pixels.
 
 Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but Conv2d's output is stored
 channel-major, (C, N, H, W) in memory, because that is what its matrix product produces. ReLU and MaxPool2d

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,7 +198,7 @@ def test_diverging_loss_stops_at_once_and_keeps_earlier_outputs(good_runs, scrip
     assert snapshot(good_runs) == before
 
 
-@pytest.mark.parametrize("script", ["nn_numpy", "cnn_torch"])
+@pytest.mark.parametrize("script", ["nn_numpy", "cnn_numpy", "cnn_torch"])  # cnn_numpy: with its worker process
 def test_ctrl_c_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs, script, tmp_path):
     before = snapshot(good_runs)
     child = subprocess.Popen([sys.executable, ROOT / f"{script}.py", "--epochs", "100", "--limit-train", "1000",
@@ -326,3 +327,29 @@ def test_reproduce_original_given_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     expect_error(run_script("reproduce.py", "--original", tmp_path / "file"), 1,
                  r"--original .*file is not a folder; give the folder that holds")
+
+
+def children(pid):
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker process exists on Linux only")
+def test_a_killed_worker_process_is_one_line_and_keeps_earlier_outputs(good_runs):
+    """cnn_numpy.py computes each batch's second half in a worker process; if something kills it (the kernel,
+    for memory), the run ends with one line that names the way out, not a hang or a traceback."""
+    before = snapshot(good_runs)
+    child = subprocess.Popen([sys.executable, ROOT / "cnn_numpy.py", "--epochs", "100", "--limit-train", "2000",
+                              "--quiet", "--processes", "2", "--out-dir", good_runs / "figures",
+                              "--checkpoint", good_runs / "checkpoints" / "cnn_numpy"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = child.stdout.readline()
+    assert line.startswith("epoch  1/100"), line + child.stderr.read()
+    workers = children(child.pid)
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = child.communicate(timeout=30)
+    expect_error(subprocess.CompletedProcess([], child.returncode, stdout, stderr), 1,
+                 r"cnn_numpy.py: error: the worker process that computes the second half of each batch ended "
+                 r"unexpectedly \(exit code -9\); run with --processes 1")
+    assert snapshot(good_runs) == before
