@@ -8,7 +8,8 @@ The gradient of a batch is the gradient of its first half plus that of its secon
 each half's loss is divided by the whole batch's size). Computing the two halves in two processes is
 data parallelism on one machine; computing them one after the other gives the same numbers bit for bit,
 because the split, and with it every rounding, stays the same. So the number of processes is not a
-hyperparameter, and a run is reproducible on a machine with one core.
+hyperparameter, and a run is reproducible on a machine with one core. Each half runs in pieces of at most
+PIECE (8) images, whose activations stay in the L2 cache; their gradients are summed in order.
 
 Why processes, not threads: NumPy lets go of the GIL inside each operation, but a training step is about
 sixty short operations, and two threads handing the GIL back and forth after each one made ~45 context
