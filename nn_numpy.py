@@ -316,6 +316,11 @@ def batch_halves(model, loss_fn, data, processes):
         yield shared
 
 
+def predictor(model, shared):
+    """images -> logits: through the Halves ``shared`` (the CNN), or nn_numpy.predict when it is None."""
+    return shared.predict if shared else functools.partial(predict, model)
+
+
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
     """Train for run.epochs(), recording each epoch on the test set and the whole training set (--eval-train).
 
@@ -326,7 +331,7 @@ def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
     # Overflow warnings would only repeat what the divergence check reports in one line.
     with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             batch_halves(model, loss_fn, data, processes) as shared:
-        logits = shared.predict if shared else functools.partial(predict, model)
+        logits = predictor(model, shared)
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
                 train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, shared)
@@ -349,7 +354,7 @@ def evaluate_checkpoint(run, model, data, checkpoint, processes=None):
     run.restore(record, iteration_losses)
     x_train, y_train, x_test, y_test = data
     with batch_halves(model, SoftmaxCrossEntropy(), data, processes) as shared:
-        logits = shared.predict if shared else functools.partial(predict, model)
+        logits = predictor(model, shared)
         return run.evaluate(logits(x_train), y_train, logits(x_test), y_test)
 
 

@@ -208,13 +208,15 @@ class Halves:
             loss += float(self.loss_fn.forward(logits, y)) * len(piece)
             self.model.backward(self.loss_fn.backward(n))
             correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
+            if len(batch) <= PIECE:  # one piece: its gradient is the half's, already in the model
+                break
             grads = [getattr(layer, "d" + name) for layer, name in self.params]
             if total is None:
                 total = [np.array(g) for g in grads]  # a copy: the next piece's backward may reuse the array
             else:
                 for t, g in zip(total, grads):
                     t += g
-        if len(batch) > PIECE:
+        if total is not None:
             for (layer, name), t in zip(self.params, total):
                 setattr(layer, "d" + name, t)
         return loss, correct
