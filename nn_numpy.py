@@ -129,11 +129,15 @@ class Flatten:
     params = ()
 
     def forward(self, x):
-        self.shape = x.shape
+        self.x = x
         return x.reshape(len(x), -1)
 
     def backward(self, dout):
-        return None if dout is None else dout.reshape(self.shape)
+        if dout is None:
+            return None
+        dx = np.empty_like(self.x, dtype=dout.dtype)  # in x's memory order, which the layers below expect
+        dx[...] = dout.reshape(self.x.shape)
+        return dx
 
 
 class SoftmaxCrossEntropy:

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from cnn_numpy import Conv2d, MaxPool2d, cnn
+from cnn_numpy import Conv2d, MaxPool2d, PoolCorners, cnn
 from conftest import ROOT
 from gradcheck import relative_error
 from nn_numpy import ReLU, SoftmaxCrossEntropy
@@ -126,13 +126,76 @@ def test_pooling_then_relu_equals_relu_then_pooling_forward_and_backward():
 
 
 def test_layers_accept_any_memory_order():
-    """Conv2d returns channel-major arrays; the same layers must also work on plain C-ordered input."""
+    """Conv2d returns channel-last arrays; the same layers must also work on plain C-ordered input."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 6, 6))
     for layer in (Conv2d(3, 2, 3, padding=1, rng=rng, dtype=np.float64), MaxPool2d(2)):
         a = layer.forward(x)
         b = layer.forward(np.asfortranarray(x))
         np.testing.assert_array_equal(a, b)
+
+
+def integer_conv_pair(c_in, c_out, padding, seed):
+    """A Conv2d with pool_corners and a plain one with the same small-integer weights: in float64 every sum is
+    then exact, whatever the order, so the two must agree bit for bit, ties in the pooling included."""
+    rng = np.random.default_rng(seed)
+    corners = Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=np.float64, input_grad=False,
+                     pool_corners=True)
+    plain = Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=np.float64, input_grad=False)
+    corners.W = plain.W = rng.integers(-2, 3, plain.W.shape).astype(np.float64)
+    corners.b = plain.b = rng.integers(-2, 3, plain.b.shape).astype(np.float64)
+    return corners, plain, rng
+
+
+@pytest.mark.parametrize("n, c_in, c_out, size, padding", [(3, 1, 4, 8, 1), (2, 2, 3, 6, 0), (1, 3, 2, 4, 2)])
+def test_pool_corners_give_the_plain_conv_and_pool_bit_for_bit(n, c_in, c_out, size, padding):
+    corners, plain, rng = integer_conv_pair(c_in, c_out, padding, size)
+    x = rng.integers(0, 3, (n, c_in, size, size)).astype(np.float64)  # zeros and ties everywhere
+    out = corners.forward(x)
+    assert isinstance(out, PoolCorners) and out.shape == plain.forward(x).shape
+    np.testing.assert_array_equal(np.asarray(out), plain.forward(x))
+    fast, slow = MaxPool2d(2), MaxPool2d(2)
+    np.testing.assert_array_equal(fast.forward(corners.forward(x)), slow.forward(plain.forward(x)))
+    dout = rng.integers(-3, 4, (n, c_out, size // 2 + padding - 1, size // 2 + padding - 1)).astype(np.float64)
+    dx = fast.backward(dout)
+    assert isinstance(dx, PoolCorners)
+    np.testing.assert_array_equal(np.asarray(dx), slow.backward(dout))
+    assert corners.backward(dx) is None and plain.backward(slow.backward(dout)) is None
+    np.testing.assert_array_equal(corners.dW, plain.dW)
+    np.testing.assert_array_equal(corners.db, plain.db)
+
+
+def test_pool_corners_work_with_any_layer_in_between_and_odd_sizes():
+    """ReLU before pooling gets a plain array (np.asarray) and gives Conv2d a plain gradient back; an odd-sized
+    output is returned plain, as pool_corners=False would."""
+    corners, plain, rng = integer_conv_pair(2, 3, 1, 0)
+    for size, cornered in ((6, True), (5, False)):
+        x = rng.integers(0, 3, (2, 2, size, size)).astype(np.float64)
+        layers = {}
+        for name, conv in (("corners", corners), ("plain", plain)):
+            relu, pool = ReLU(), MaxPool2d(2)
+            out = pool.forward(relu.forward(conv.forward(x)))
+            dout = np.arange(out.size, dtype=np.float64).reshape(out.shape) % 5 - 2
+            conv.backward(relu.backward(pool.backward(dout)))
+            layers[name] = out, conv.dW.copy(), conv.db.copy()
+        assert corners.cornered is cornered
+        for a, b in zip(layers["corners"], layers["plain"]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_pool_corners_need_a_layer_without_input_gradient():
+    with pytest.raises(ValueError, match="input_grad=False"):
+        Conv2d(1, 2, 3, padding=1, pool_corners=True)
+
+
+def test_flatten_gives_its_gradient_back_in_the_memory_order_of_its_input():
+    from nn_numpy import Flatten
+    x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5.0).reshape(2, 4, 5, 3)).transpose(0, 3, 1, 2)  # channel-last
+    flatten = Flatten()
+    flat = flatten.forward(x)
+    dx = flatten.backward(flat * 2)
+    np.testing.assert_array_equal(dx, x * 2)
+    assert dx.strides == x.strides
 
 
 def test_whole_cnn_parameter_gradients_match_finite_differences():
