@@ -172,17 +172,17 @@ class Conv2d:
         hp, wp = h + 2 * p, w + 2 * p
         ho, wo = dout.shape[2:]
         size = ho * wp
-        d = np.zeros((n, ho, wp, len(self.W)), dtype=dout.dtype)
+        d = np.zeros((n, ho, wp, len(self.W)), dtype=dout.dtype)  # zero gradient for the extra columns
         d[:, :, :wo] = dout.transpose(0, 2, 3, 1)
-        d = d.reshape(-1, len(self.W))
+        d = d.reshape(-1, len(self.W))  # (N*Ho*Wp, C_out), channel-last as forward's output
         dW = np.zeros((c * k * k, len(self.W)), dtype=d.dtype)
         dflat = np.zeros((c, n, (hp + 1) * wp), dtype=d.dtype) if self.input_grad else None
         with blas_threads():
             for (lo, hi), cols in zip(self.blocks(n, c * k * k * size * self.W.itemsize), self.cols):
-                d_block = d[lo * size:hi * size].T
-                dW += cols @ d_block.T  # this operand order runs faster in BLAS here
+                d_block = d[lo * size:hi * size]
+                dW += cols @ d_block
                 if self.input_grad:
-                    dcols = (self.W.reshape(len(self.W), -1).T @ d_block).reshape(c, k, k, hi - lo, size)
+                    dcols = (self.W.reshape(len(self.W), -1).T @ d_block.T).reshape(c, k, k, hi - lo, size)
                     for i in range(k):
                         for j in range(k):
                             dflat[:, lo:hi, i * wp + j:i * wp + j + size] += dcols[:, i, j]
