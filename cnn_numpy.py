@@ -57,6 +57,8 @@ class PoolCorners:
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("PoolCorners: the plain (N, C, H, W) array is always a copy")
         _, c, n, h, w = self.blocks.shape
         plain = self.blocks.reshape(2, 2, c, n, h, w).transpose(3, 2, 4, 0, 5, 1).reshape(self.shape)
         return plain if dtype is None else plain.astype(dtype, copy=False)
