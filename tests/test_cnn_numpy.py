@@ -37,6 +37,23 @@ def test_conv2d_output_shape_and_values_match_a_naive_loop():
     np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("k, padding, h, w", [(3, 0, 6, 5), (3, 2, 4, 5), (3, 3, 4, 4), (1, 1, 3, 4), (2, 1, 4, 3),
+                                               (5, 2, 6, 7), (5, 4, 3, 3)])
+def test_conv2d_any_kernel_and_padding_matches_a_naive_loop_and_finite_differences(k, padding, h, w):
+    # Conv2d shares zero columns between rows and zero rows between images (row_layout); paddings above
+    # k - 1 need more than those, and the extra output rows and columns must get no gradient.
+    rng = np.random.default_rng(10 * k + padding)
+    conv = Conv2d(2, 3, k, padding=padding, rng=rng, dtype=np.float64)
+    conv.b[:] = rng.standard_normal(3)
+    x = rng.standard_normal((3, 2, h, w))
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+    expected = np.array([[[[(padded[n, :, i:i + k, j:j + k] * conv.W[o]).sum() + conv.b[o] for j in range(wo)]
+                           for i in range(ho)] for o in range(3)] for n in range(3)])
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
+    check_layer(conv, x, rng)
+
+
 def test_maxpool_gradient_matches_finite_differences_without_ties():
     rng = np.random.default_rng(1)
     x = rng.permutation(2 * 3 * 6 * 6).reshape(2, 3, 6, 6).astype(np.float64) / 10  # distinct values
