@@ -48,6 +48,33 @@ def test_one_process_and_two_give_the_same_numbers_bit_for_bit(batch_size, optim
     assert np.array_equal(one[2], two[2])
 
 
+@two_processes
+@pytest.mark.parametrize("doorbell", [True, False])
+def test_steps_through_the_doorbell_or_the_pipe_give_the_same_numbers(doorbell, monkeypatch):
+    # The doorbell (shared memory) carries the steps on x86; the pipe elsewhere. Both must be the one-process run.
+    monkeypatch.setattr(halves, "DOORBELL", doorbell)
+    images, labels = data(3 * 32 + 5, np.float32)
+    one = train(1, images, labels, 32, "adam")
+    two = train(2, images, labels, 32, "adam")
+    for key in one[0]:
+        assert np.array_equal(one[0][key], two[0][key]), key
+    assert one[1] == two[1]
+
+
+@two_processes
+@pytest.mark.skipif(not halves.DOORBELL, reason="the doorbell is used on x86 only")
+def test_on_x86_each_step_rings_the_doorbell_and_is_answered_there():
+    images, labels = data(32, np.float32)
+    model = cnn(np.random.default_rng(0))
+    with Halves(model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [images], nn_numpy.predict, 2) as h:
+        for step in range(1, 4):
+            h.step(np.arange(32))
+            assert h._bell[0] == h._bell[1] == step  # asked and answered through shared memory
+        h.predict(images)  # predictions go through the pipe, and the doorbell still works after
+        h.step(np.arange(16))
+        assert h._bell[1] == 4
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 16, 2 * PIECE + 1, 40])
 def test_the_halves_add_up_to_the_whole_batchs_gradient(n):
     """float64, one process: the split changes only the rounding."""
