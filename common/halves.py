@@ -82,14 +82,6 @@ def shared_arrays(like, zero=False):
 SPIN_SECONDS = 0.002
 
 
-def spin_until_ready(connection, seconds=SPIN_SECONDS):
-    """Poll ``connection`` for up to ``seconds`` before a blocking recv() sleeps: waking a sleeping process
-    took ~0.1 ms here, twice per step (worker and main), against ~1.7 ms of work per half at batch 16."""
-    deadline = time.perf_counter() + seconds
-    while not connection.poll() and time.perf_counter() < deadline:
-        pass
-
-
 # A training step's request and answer go through a "doorbell" in shared memory (a counter each side watches)
 # instead of the pipe: a pipe round trip with pickling took ~21 us here, the doorbell ~0.5 us, and the whole
 # step got ~4% faster at batch 32 (benchmarks/README.md). It relies on x86's memory order: another core sees a
@@ -100,7 +92,9 @@ DOORBELL = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 def wait_for(ready, connection, seconds=SPIN_SECONDS):
     """Until ready() is true or ``connection`` has a message (or the other end closed): spins for up to
-    ``seconds`` (a pipe poll, a system call, only every 64th turn), then checks both every millisecond asleep."""
+    ``seconds`` (a pipe poll, a system call, only every 64th turn), then checks both every millisecond asleep.
+    Why spin first: waking a sleeping process took ~0.1 ms here, twice per step (worker and main), against
+    ~1.2 ms of work per half at batch 16."""
     deadline = time.perf_counter() + seconds
     turns = 0
     while not ready():
@@ -297,7 +291,7 @@ class Halves:
 
     def _answer(self):
         try:
-            spin_until_ready(self.connection)
+            wait_for(lambda: False, self.connection)
             answer = self.connection.recv()
         except (EOFError, OSError):
             raise self._failure("ended unexpectedly") from None
