@@ -24,6 +24,7 @@ Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but 
 ReLU, MaxPool2d and Flatten keep the memory order they are given, gradients included.
 """
 
+import functools
 import sys
 
 import numpy as np
@@ -109,14 +110,17 @@ class Conv2d:
         self.cornered = self.pool_corners and ho % 2 == 0 and wo % 2 == 0
         if self.cornered:
             return self.forward_corners(x)
-        # Zero-padded images, channel-major and flattened, with rows ``wr`` wide: each row's right padding is
-        # also the next row's left padding, so the window at offset (i, j) is the flat slice starting at
-        # i * wr + j and im2col is k*k contiguous slice copies. The price: each output row is computed wr
-        # wide instead of wo; the extra column (one, for k = 3 and padding 1) is dropped below and gets zero
-        # gradient in backward. The bias rides in the product as a last row of ones in the columns, which
-        # also makes the bias gradient the last row of the weight gradient's product.
-        wr, base, rows = self.row_layout(h, w)
-        padded = np.zeros((c, n, (rows + p) * wr + k - 1), dtype=self.W.dtype)
+        # Zero-padded images, channel-major and flattened, with rows ``wr`` = max(W, Wo) wide and no padding
+        # columns between them: the window at offset (i, j) of every output pixel is then the flat slice
+        # starting at i * wr + j, and im2col is k*k contiguous slice copies. A window that reaches past the
+        # left or right edge of its row reads the neighbouring row instead of zeros; those entries (one column
+        # in 14 per row of windows, for k = 3 and padding 1) are zeroed afterwards (wraps()). For padding
+        # (k - 1) / 2, the usual one, no column is computed in vain. The bias rides in the product as a last
+        # row of ones in the columns, which also makes the bias gradient the last row of the weight
+        # gradient's product.
+        wr, rows = self.row_layout(h, w)
+        base = p * wr + p  # where pixel (0, 0) sits: p zero rows above it, and the slices start p early
+        padded = np.zeros((c, n, (ho + k - 1) * wr + k - 1), dtype=self.W.dtype)
         padded[:, :, base:base + h * wr].reshape(c, n, h, wr)[:, :, :, :w] = x.transpose(1, 0, 2, 3)
         size = ho * wr  # columns per image
         weights = np.concatenate([self.W.reshape(len(self.W), -1), self.b[:, None]], axis=1)
@@ -129,25 +133,33 @@ class Conv2d:
                 for i in range(k):
                     for j in range(k):
                         windows[:, i, j] = padded[:, lo:hi, i * wr + j:i * wr + j + size]
+                for j, columns in self.wraps(w, wo):
+                    windows.reshape(c, k, k, hi - lo, ho, wr)[:, :, j, :, :, columns] = 0
                 cols[-1] = 1
                 np.matmul(cols.T, weights.T, out=out[lo * size:hi * size])
                 self.cols.append(cols)  # (C_in*k*k + 1, images*Ho*Wr)
-        return out.reshape(n, ho, wr, -1)[:, :, :wo].transpose(0, 3, 1, 2)
+        out = out.reshape(n, ho, wr, -1)
+        return (out if wr == wo else out[:, :, :wo]).transpose(0, 3, 1, 2)
 
     def row_layout(self, h, w):
-        """(wr, base, rows): the row width of the flat zero-padded images, where pixel (0, 0) sits, and the rows
-        per image when images are stacked with shared padding rows (backward's input gradient).
+        """(wr, rows): the row width of the flat images, and the rows per image in backward's input gradient.
 
-        Pixel (r, c) sits at base + r * wr + c; the wr - w zeros after each row serve as its right padding and
-        as the left padding of the next row (p of them are needed on each side), and the window at offset
-        (i, j) of output pixel (y, x) then starts at (y * wr + x) + i * wr + j. Stacked the same way, with the
-        p zero rows after each image serving as the top padding of the next one, images are ``rows`` rows
-        apart, and one flat slice per offset covers every image and channel.
+        In forward, pixel (r, c) of each zero-padded image sits at p * wr + p + r * wr + c, and the window at
+        offset (i, j) of output pixel (y, x) starts at (y * wr + x) + i * wr + j. In backward, output pixel
+        (y, x) of image m, channel ch sits at ((ch * N + m) * rows + y) * wr + x, with zeros for y >= Ho or
+        x >= Wo, and its offset (i, j) sends gradient to the input pixel (i - p) * wr + (j - p) further on:
+        one flat slice per offset covers every image and channel. Wide enough for both the input and the
+        output, so the two line up; wraps() lists what crosses an edge.
         """
         k, p = self.k, self.padding
-        wr = max(w + p, w + 2 * p - k + 1)  # at least p zeros between rows, at least wo columns
-        rows = max(h + p, h + 2 * p - k + 1)  # the same between images
-        return wr, p * wr + p, rows
+        return max(w, w + 2 * p - k + 1), max(h, h + 2 * p - k + 1)
+
+    def wraps(self, size, width):
+        """[(offset, slice)]: for each kernel offset (j along a row, or i down a column) whose windows reach past
+        an edge, the output positions (of the first ``width``) at which it reads or writes input position
+        x + j - p outside 0..size-1: in the flat layout that lands in the neighbouring row or image, so these
+        entries must be zeros. For k = 3 and padding 1: the first position for offset 0, the last for 2."""
+        return _wraps(self.k, self.padding, size, width)
 
     def forward_corners(self, x):
         """forward() as PoolCorners: im2col gathers each corner's columns with one strided copy, and one
@@ -160,11 +172,15 @@ class Conv2d:
         padded = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=self.W.dtype)
         padded[:, :, p:p + h, p:p + w] = x
         sn, sc, sy, sx = padded.strides
-        # cols[a, b, ch, i, j, image, r, s] = padded[image, ch, 2r + a + i, 2s + b + j]
-        view = as_strided(padded, (2, 2, c, k, k, n, ho, wo), (sy, sx, sc, sy, sx, sn, 2 * sy, 2 * sx),
-                          writeable=False)
+        # cols[a, b, ch, i, j, image, r, s] = padded[image, ch, 2r + a + i, 2s + b + j], in two copies: the
+        # stride-2 gather once per offset q = a + i, t = b + j (16 of them for k = 3, not 36), then the
+        # columns as contiguous runs of it. One strided copy of all 36 took 27 us here, these two 17.
+        shifted = np.empty((k + 1, k + 1, c, n, ho, wo), dtype=self.W.dtype)
+        shifted[...] = as_strided(padded, shifted.shape, (sy, sx, sc, sn, 2 * sy, 2 * sx), writeable=False)
+        sq, st, sch = shifted.strides[:3]
         self.x_shape, self.cols = x.shape, np.empty((4, c * k * k + 1, n * ho * wo), dtype=self.W.dtype)
-        self.cols[:, :-1].reshape(view.shape)[...] = view
+        self.cols[:, :-1].reshape(2, 2, c, k, k, -1)[...] = as_strided(
+            shifted, (2, 2, c, k, k, n * ho * wo), (sq, st, sch, sq, st, shifted.itemsize), writeable=False)
         self.cols[:, -1] = 1
         weights = np.concatenate([self.W.reshape(len(self.W), -1), self.b[:, None]], axis=1)
         with blas_threads():
@@ -189,13 +205,17 @@ class Conv2d:
             return None
         n, c, h, w = self.x_shape
         k, p, out_channels = self.k, self.padding, len(self.W)
-        wr, base, rows = self.row_layout(h, w)
+        wr, rows = self.row_layout(h, w)
         ho, wo = dout.shape[2:]
         size = ho * wr
-        # The gradient as forward's output, channel-last, (N, rows, Wr, C_out) with rows >= Ho: zero for the
-        # extra columns and rows, which forward did not compute or dropped.
-        tall = np.zeros((n, rows, wr, out_channels), dtype=dout.dtype)
-        tall[:, :ho, :wo] = dout.transpose(0, 2, 3, 1)
+        # The gradient as forward's output, channel-last, (N, rows, Wr, C_out) with rows >= Ho and Wr >= Wo:
+        # zero for the extra columns and rows, which forward did not compute or dropped. For padding
+        # (k - 1) / 2 there are none, and a channel-last dout (MaxPool2d's backward returns one) is used as is.
+        if (rows, wr) == (ho, wo):
+            tall = np.ascontiguousarray(dout.transpose(0, 2, 3, 1))
+        else:
+            tall = np.zeros((n, rows, wr, out_channels), dtype=dout.dtype)
+            tall[:, :ho, :wo] = dout.transpose(0, 2, 3, 1)
         d = tall[:, :ho].reshape(-1, out_channels)  # (N*Ho*Wr, C_out): the columns forward computed
         dWb = np.zeros((c * k * k + 1, out_channels), dtype=d.dtype)
         with blas_threads():
@@ -206,16 +226,29 @@ class Conv2d:
                 return None
             # col2im over the images stacked ``rows`` apart, channel after channel: the columns of offset (i, j)
             # are then one contiguous run, added with one flat slice, where adding (C_in, N, Ho*Wr) blocks into
-            # strided slices ran ~4x slower here. The price: Wr more columns per image in this product.
+            # strided slices ran ~4x slower here. First the entries that would cross a row's or an image's
+            # edge are zeroed: their input pixels are padding.
             stacked = c * n * rows * wr
             dcols = self.W.transpose(2, 3, 1, 0).reshape(k * k * c, out_channels) @ tall.reshape(-1, out_channels).T
-            dcols = dcols.reshape(k * k, stacked)  # rows (i, j, C_in)
+        per_offset = dcols.reshape(k, k, c, n, rows, wr)
+        for j, columns in self.wraps(w, wr):
+            per_offset[:, j, :, :, :, columns] = 0
+        for i, lines in self.wraps(h, rows):
+            per_offset[i, :, :, :, lines] = 0
+        dcols = dcols.reshape(k * k, stacked)  # rows (i, j), each (C_in, N, rows, Wr)
+        base = p * wr + p
         dflat = np.zeros(stacked + max(k - 1, p) * (wr + 1), dtype=d.dtype)
         for i in range(k):
             for j in range(k):
                 dflat[i * wr + j:i * wr + j + stacked] += dcols[i * k + j]
         dx = dflat[base:base + stacked].reshape(c, n, rows * wr)[:, :, :h * wr].reshape(c, n, h, wr)[:, :, :, :w]
         return dx.transpose(1, 0, 2, 3)
+
+
+@functools.cache
+def _wraps(k, p, size, width):  # Conv2d.wraps, cached: computing it took ~3 us, three times a step
+    return [(j, slice(lo, hi)) for j in range(k)
+            for lo, hi in ((0, min(max(p - j, 0), width)), (max(size + p - j, 0), width)) if lo < hi]
 
 
 class MaxPool2d:
