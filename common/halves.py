@@ -229,10 +229,11 @@ class Halves:
         self._answer()
         return np.concatenate([first, self.logit_views[which]])
 
-    def _half(self, batch, n):
+    def _half(self, batch, n, total=None):
         """Forward and backward of one half here, PIECE images at a time; leaves the half's gradient in the
-        model and returns (loss summed over the half, correct)."""
-        loss, correct, total = 0.0, 0, None
+        model and returns (loss summed over the half, correct). total: arrays to sum the pieces' gradients in
+        (overwritten), else new ones; a half of one piece leaves its gradient where backward put it."""
+        loss, correct, started = 0.0, 0, False
         for lo in range(0, len(batch), PIECE):
             piece = batch[lo:lo + PIECE]
             x, y = self.images[piece], self.labels[piece]
@@ -243,20 +244,28 @@ class Halves:
             if len(batch) <= PIECE:  # one piece: its gradient is the half's, already in the model
                 break
             grads = [getattr(layer, "d" + name) for layer, name in self.params]
-            if total is None:
-                total = [np.array(g) for g in grads]  # a copy: the next piece's backward may reuse the array
+            if not started:  # a copy: the next piece's backward may reuse the array
+                if total is None:
+                    total = [np.array(g) for g in grads]
+                else:
+                    for t, g in zip(total, grads):
+                        t[...] = g
+                started = True
             else:
                 for t, g in zip(total, grads):
                     t += g
-        if total is not None:
+        if started:
             for (layer, name), t in zip(self.params, total):
                 setattr(layer, "d" + name, t)
         return loss, correct
 
     def _second_half(self, batch, n):
-        self._second_half_result = self._half(batch, n)
+        """The second half, its gradient summed in (or copied to) the shared block."""
+        self._second_half_result = self._half(batch, n, total=self.grad_views)
         for (layer, name), grad in zip(self.params, self.grad_views):
-            grad[...] = getattr(layer, "d" + name)
+            value = getattr(layer, "d" + name)
+            if value is not grad:  # a half of one piece
+                grad[...] = value
 
     def _check_params(self):
         for (layer, name), view in zip(self.params, self.param_views):
