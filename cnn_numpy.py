@@ -118,8 +118,7 @@ class Conv2d:
         # (k - 1) / 2, the usual one, no column is computed in vain. The bias rides in the product as a last
         # row of ones in the columns, which also makes the bias gradient the last row of the weight
         # gradient's product.
-        wr, rows = self.row_layout(h, w)
-        base = p * wr + p  # where pixel (0, 0) sits: p zero rows above it, and the slices start p early
+        wr, base, rows = self.row_layout(h, w)
         padded = np.zeros((c, n, (ho + k - 1) * wr + k - 1), dtype=self.W.dtype)
         padded[:, :, base:base + h * wr].reshape(c, n, h, wr)[:, :, :, :w] = x.transpose(1, 0, 2, 3)
         size = ho * wr  # columns per image
@@ -133,7 +132,7 @@ class Conv2d:
                 for i in range(k):
                     for j in range(k):
                         windows[:, i, j] = padded[:, lo:hi, i * wr + j:i * wr + j + size]
-                for j, columns in self.wraps(w, wo):
+                for j, columns in self.wraps(k, p, w, wo):
                     windows.reshape(c, k, k, hi - lo, ho, wr)[:, :, j, :, :, columns] = 0
                 cols[-1] = 1
                 np.matmul(cols.T, weights.T, out=out[lo * size:hi * size])
@@ -142,24 +141,31 @@ class Conv2d:
         return (out if wr == wo else out[:, :, :wo]).transpose(0, 3, 1, 2)
 
     def row_layout(self, h, w):
-        """(wr, rows): the row width of the flat images, and the rows per image in backward's input gradient.
+        """(wr, base, rows): the row width of the flat images, where pixel (0, 0) sits, and the rows per image in
+        backward's input gradient.
 
-        In forward, pixel (r, c) of each zero-padded image sits at p * wr + p + r * wr + c, and the window at
-        offset (i, j) of output pixel (y, x) starts at (y * wr + x) + i * wr + j. In backward, output pixel
-        (y, x) of image m, channel ch sits at ((ch * N + m) * rows + y) * wr + x, with zeros for y >= Ho or
-        x >= Wo, and its offset (i, j) sends gradient to the input pixel (i - p) * wr + (j - p) further on:
-        one flat slice per offset covers every image and channel. Wide enough for both the input and the
-        output, so the two line up; wraps() lists what crosses an edge.
+        In forward, pixel (r, c) of each zero-padded image sits at base + r * wr + c (base = p * wr + p: p zero
+        rows above it, and the slices start p early), and the window at offset (i, j) of output pixel (y, x)
+        starts at (y * wr + x) + i * wr + j. In backward, output pixel (y, x) of image m, channel ch sits at
+        ((ch * N + m) * rows + y) * wr + x, with zeros for y >= Ho or x >= Wo, and its offset (i, j) sends
+        gradient to the input pixel (i - p) * wr + (j - p) further on: one flat slice per offset covers every
+        image and channel. Wide enough for both the input and the output, so the two line up; wraps() lists
+        what crosses an edge.
         """
         k, p = self.k, self.padding
-        return max(w, w + 2 * p - k + 1), max(h, h + 2 * p - k + 1)
+        wr = max(w, w + 2 * p - k + 1)
+        return wr, p * wr + p, max(h, h + 2 * p - k + 1)
 
-    def wraps(self, size, width):
-        """[(offset, slice)]: for each kernel offset (j along a row, or i down a column) whose windows reach past
-        an edge, the output positions (of the first ``width``) at which it reads or writes input position
-        x + j - p outside 0..size-1: in the flat layout that lands in the neighbouring row or image, so these
-        entries must be zeros. For k = 3 and padding 1: the first position for offset 0, the last for 2."""
-        return _wraps(self.k, self.padding, size, width)
+    @staticmethod
+    @functools.cache  # computing it took ~3 us, three times a step
+    def wraps(k, p, size, width):
+        """[(offset, slice)]: for each offset (j along a row, or i down a column) of a k x k kernel with padding p
+        whose windows reach past an edge, the output positions (of the first ``width``) at which it reads or
+        writes input position x + j - p outside 0..size-1: in the flat layout that lands in the neighbouring
+        row or image, so these entries must be zeros. For k = 3 and padding 1: the first position for offset
+        0, the last for offset 2."""
+        return [(j, slice(lo, hi)) for j in range(k)
+                for lo, hi in ((0, min(max(p - j, 0), width)), (max(size + p - j, 0), width)) if lo < hi]
 
     def forward_corners(self, x):
         """forward() as PoolCorners: im2col gathers each corner's columns with one strided copy, and one
@@ -205,7 +211,7 @@ class Conv2d:
             return None
         n, c, h, w = self.x_shape
         k, p, out_channels = self.k, self.padding, len(self.W)
-        wr, rows = self.row_layout(h, w)
+        wr, base, rows = self.row_layout(h, w)
         ho, wo = dout.shape[2:]
         size = ho * wr
         # The gradient as forward's output, channel-last, (N, rows, Wr, C_out) with rows >= Ho and Wr >= Wo:
@@ -231,24 +237,17 @@ class Conv2d:
             stacked = c * n * rows * wr
             dcols = self.W.transpose(2, 3, 1, 0).reshape(k * k * c, out_channels) @ tall.reshape(-1, out_channels).T
         per_offset = dcols.reshape(k, k, c, n, rows, wr)
-        for j, columns in self.wraps(w, wr):
+        for j, columns in self.wraps(k, p, w, wr):
             per_offset[:, j, :, :, :, columns] = 0
-        for i, lines in self.wraps(h, rows):
+        for i, lines in self.wraps(k, p, h, rows):
             per_offset[i, :, :, :, lines] = 0
         dcols = dcols.reshape(k * k, stacked)  # rows (i, j), each (C_in, N, rows, Wr)
-        base = p * wr + p
         dflat = np.zeros(stacked + max(k - 1, p) * (wr + 1), dtype=d.dtype)
         for i in range(k):
             for j in range(k):
                 dflat[i * wr + j:i * wr + j + stacked] += dcols[i * k + j]
         dx = dflat[base:base + stacked].reshape(c, n, rows * wr)[:, :, :h * wr].reshape(c, n, h, wr)[:, :, :, :w]
         return dx.transpose(1, 0, 2, 3)
-
-
-@functools.cache
-def _wraps(k, p, size, width):  # Conv2d.wraps, cached: computing it took ~3 us, three times a step
-    return [(j, slice(lo, hi)) for j in range(k)
-            for lo, hi in ((0, min(max(p - j, 0), width)), (max(size + p - j, 0), width)) if lo < hi]
 
 
 class MaxPool2d:

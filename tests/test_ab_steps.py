@@ -32,7 +32,8 @@ def verdict(result):
     return match[3]
 
 
-@pytest.mark.parametrize("flags", [["--processes", "2", "--batch-size", "32"], ["--model", "mlp", "--batch-size", "32"]])
+@pytest.mark.parametrize("flags", [["--processes", "2", "--batch-size", "32"],
+                                   ["--model", "mlp", "--batch-size", "32"]])
 def test_the_same_code_against_itself_is_bit_identical(tmp_path, mnist_dir, flags):
     old = copy_of_the_kit(tmp_path)
     assert verdict(run_script("benchmarks/ab_steps.py", "--old", old, *SHORT, *flags,
@@ -42,7 +43,8 @@ def test_the_same_code_against_itself_is_bit_identical(tmp_path, mnist_dir, flag
 def test_a_change_in_rounding_is_reported(tmp_path, mnist_dir):
     # im2col blocks of one image: the second convolution's weight gradient is summed in another order
     old = copy_of_the_kit(tmp_path, ("cnn_numpy.py", "BLOCK_BYTES = 2 ** 20", "BLOCK_BYTES = 1"))
-    assert verdict(run_script("benchmarks/ab_steps.py", "--old", old, *SHORT, env={"MNIST_DIR": str(mnist_dir)})) == "no"
+    result = run_script("benchmarks/ab_steps.py", "--old", old, *SHORT, env={"MNIST_DIR": str(mnist_dir)})
+    assert verdict(result) == "no"
 
 
 def test_a_folder_without_the_kit_is_one_clear_error(tmp_path):
