@@ -245,11 +245,9 @@ class Halves:
                 break
             grads = [getattr(layer, "d" + name) for layer, name in self.params]
             if not started:  # a copy: the next piece's backward may reuse the array
-                if total is None:
-                    total = [np.array(g) for g in grads]
-                else:
-                    for t, g in zip(total, grads):
-                        t[...] = g
+                total = total if total is not None else [np.empty_like(g) for g in grads]
+                for t, g in zip(total, grads):
+                    t[...] = g
                 started = True
             else:
                 for t, g in zip(total, grads):
