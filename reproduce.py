@@ -4,14 +4,17 @@ and write figures/results.md (ours beside the report's) and figures/comparison.p
     python reproduce.py                          # one seed, the four models (what `make reproduce` runs)
     python reproduce.py --seeds 3                # every model with seeds 0, 1, 2: mean ± std, seed-noise check
     python reproduce.py --models cnn_numpy,cnn_torch
-    python reproduce.py --quick                  # smoke run: 1 epoch on 2,000 images, into figures-quick/
-    python reproduce.py --eval-only              # redraw everything from the saved checkpoints, no training
+    python reproduce.py --quick                  # smoke run on 2,000 images, into runs/quick/ (see --help)
+    python reproduce.py --eval-only              # re-evaluate the saved checkpoints, no training; seeds
+                                                 # without a checkpoint keep their recorded rows
     python reproduce.py --findings               # the report's Discussion checked: extra runs, 3 seeds, about
                                                  # 40 min; reuses the main runs (run --seeds 3 first)
 
 Each model trains in its own process (a crash loses only that model; the NumPy runs never load torch),
-its output is streamed here with the model's name in front, and kept as train.log next to its figures.
-Seed 0 writes figures/<model>/ and checkpoints/<model>.*; seed k > 0 writes figures/seeds/seed<k>/<model>/.
+its output is streamed here with the model's name in front, and kept as train.log next to its figures
+(eval.log for --eval-only: an evaluation never replaces the log of the training that made the weights).
+Seed 0 writes figures/<model>/ and checkpoints/<model>.*; seed k > 0 writes figures/seeds/seed<k>/<model>/
+and checkpoints/seed<k>/<model>.*.
 """
 
 import json
@@ -49,6 +52,23 @@ REPORT_TEST_ACC = {model: numbers["test_acc"] for model, numbers in REPORT.items
 # settings, and they are the quick runs the scripts' --help recommends (common.cli.QUICK_EXAMPLE).
 QUICK_FLAGS = {model: QUICK_EXAMPLE[model].split() for model in MODELS}  # one source: common.cli
 QUICK_BASE = ["--epochs", "1", "--limit-train", "2000"]  # what the extra --findings runs take with --quick
+QUICK_DIR = "runs/quick"  # scratch, never committed (.gitignore): a smoke run leaves figures/ alone
+
+
+def quick_description():
+    """What --quick runs, in words, from QUICK_FLAGS: models with the same settings share one phrase."""
+    phrases = {}
+    for model, flags in QUICK_FLAGS.items():
+        settings = dict(zip(flags[::2], flags[1::2]))
+        epochs = settings.pop("--epochs")
+        limit = int(settings.pop("--limit-train"))
+        words = [f"{epochs} epoch{'s' if epochs != '1' else ''}"]
+        words += [f"{'batch' if flag == '--batch-size' else flag.lstrip('-')} {value}"
+                  for flag, value in settings.items()]
+        phrases.setdefault((limit, ", ".join(words)), []).append(model)
+    limits = {limit for limit, _ in phrases}
+    where = f"on the first {limits.pop():,} training images" if len(limits) == 1 else "on a subset"
+    return where + ": " + "; ".join(f"{' and '.join(models)} {words}" for (_, words), models in phrases.items())
 COLUMNS = ["Model", "Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss", "epochs", "seconds",
            "Report Train Acc (%)", "Report Test Acc (%)", "Report Train Loss", "Report Test Loss",
            "Δ Test Acc (pp)", "run"]
@@ -77,7 +97,7 @@ def train_one(model, seed, args, group=None):
     no PNGs). Returns (exit code, last line, peak memory in MB or None).
     """
     if group is None:
-        out_root, checkpoint = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args)
+        out_root, checkpoint = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args)[0]
         flags, quick = [], QUICK_FLAGS[model]
     else:
         out_root = findings_run_dir(args.out_dir, group, seed)
@@ -91,7 +111,7 @@ def train_one(model, seed, args, group=None):
         command += quick
     if args.eval_only:
         command.append("--eval-only")
-    log = Path(out_root) / model / "train.log"
+    log = Path(out_root) / model / ("eval.log" if args.eval_only else "train.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     tag = f"[{group or model} seed {seed}]"
     lines = []
@@ -104,7 +124,7 @@ def train_one(model, seed, args, group=None):
     peak = "not measured on this system" if peak_mb is None else f"{peak_mb:.0f} MB"
     lines.append(f"# exit code {child.returncode}; peak memory {peak}\n")
     # A failed run never replaces the log of a finished one: it goes beside it.
-    write_text(log if child.returncode == 0 else log.with_name("train.failed.log"), "".join(lines))
+    write_text(log if child.returncode == 0 else log.with_name(f"{log.stem}.failed.log"), "".join(lines))
     return child.returncode, (lines[-2].strip() if len(lines) > 1 else ""), peak_mb
 
 
@@ -200,25 +220,37 @@ def run_findings(args, models):
 
 # --- results -------------------------------------------------------------------------------------------------
 
-def load_records(out_dir, finished, models_run):
-    """-> (model -> list of metrics.json records, model -> where they come from), in MODELS order.
+def load_records(out_dir, finished, models_run, kept=(), now="this run"):
+    """-> (model -> list of metrics.json records by seed, model -> where they come from), in MODELS order.
 
-    Models run now contribute the seeds that finished now; every other model, whatever records an earlier
-    run left in ``out_dir`` (seed 0 and figures/seeds/seed<k>/), so that `--models X` updates X's row and
-    keeps the others'.
+    Models run now contribute the seeds that finished now (``now`` names them: "this run", or "re-evaluated
+    now" for --eval-only) and the seeds in ``kept`` (--eval-only found no checkpoint but a record); every
+    other model, whatever records an earlier run left in ``out_dir`` (seed 0 and figures/seeds/seed<k>/),
+    so that `--models X` updates X's row and keeps the others'.
     """
     records, sources = {}, {}
     for model in MODELS:
         if model in models_run:
-            seeds = sorted(seed for m, seed in finished if m == model)
-            source = "this run"
+            fresh = sorted(seed for m, seed in finished if m == model)
+            earlier = sorted(seed for m, seed in kept if m == model)
         else:
-            seeds = seeds_on_disk(out_dir, model)
-            source = None
-        runs = [json.loads((run_dir(out_dir, model, seed) / "metrics.json").read_text()) for seed in seeds]
-        if runs:
-            records[model], sources[model] = runs, source or earlier_run(runs)
+            fresh, earlier = [], seeds_on_disk(out_dir, model)
+        read = {seed: json.loads((run_dir(out_dir, model, seed) / "metrics.json").read_text())
+                for seed in fresh + earlier}
+        if not read:
+            continue
+        records[model] = [read[seed] for seed in sorted(read)]
+        parts = [now] if fresh else []
+        if earlier:
+            parts.append(earlier_run([read[seed] for seed in earlier]))
+        if fresh and earlier:  # the row's seed list follows: "now (seed 0) + earlier run (...), seeds 0, 1, 2"
+            parts[0] += f" ({seed_words(fresh)})"
+        sources[model] = " + ".join(parts)
     return records, sources
+
+
+def seed_words(seeds):
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
 
 
 def seeds_on_disk(out_dir, model):
@@ -264,8 +296,7 @@ def summary_rows(records, sources=None):
 
 
 def seed_list(runs):
-    seeds = [r["config"].get("seed", "?") for r in runs]
-    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+    return seed_words([r["config"].get("seed", "?") for r in runs])
 
 
 def results_table(rows):
@@ -378,7 +409,7 @@ def write_results(args, records, sources, total_seconds, failures, peaks):
             f"seconds = one whole run (training, evaluation, figures).\n\n"
             + results_table(rows))
     if peaks:
-        text += ("\nPeak memory per run (MB, largest over seeds): "
+        text += (f"\nPeak memory per {'evaluation' if args.eval_only else 'run'} (MB, largest over seeds): "
                  + ", ".join(f"{m} {max(p):.0f}" for m, p in peaks.items()) + ".\n")
     text += noise_section(records)
     if failures:
@@ -395,13 +426,42 @@ def training_seconds(records, sources):
 
 
 def checkpoint_to_use(model, seed, args):
-    """Where the run's checkpoint goes; for --eval-only of seed 0 with the default folder, the committed
-    reference/<model> checkpoint when checkpoints/ has none (a fresh clone)."""
+    """-> (where the run's checkpoint goes or, for --eval-only, is read from; why that one).
+
+    For --eval-only of seed 0 with the default folder, the committed reference/<model> checkpoint when
+    checkpoints/ has none (a fresh clone).
+    """
     path = checkpoint_path(args.checkpoint_dir, model, seed)
+    if args.checkpoint_dir_given:
+        return path, "in --checkpoint-dir"
     reference = REFERENCE_DIR / path.name
-    if args.eval_only and seed == 0 and not args.checkpoint_dir_given and not path.exists() and reference.is_file():
-        return reference
-    return path
+    if args.eval_only and seed == 0 and not path.exists() and reference.is_file():
+        return reference, f"no {path}: the committed reference checkpoint"
+    return path, "saved there by the run that trained it"
+
+
+def eval_plan(args, models):
+    """--eval-only: the (model, seed) pairs to look at, seed by seed: seeds 0..N-1 (--seeds) and every seed
+    with a record on disk."""
+    seeds = {model: set(range(args.seeds)) | set(seeds_on_disk(args.out_dir, model)) for model in models}
+    return [(model, seed) for seed in sorted(set().union(*seeds.values())) for model in models
+            if seed in seeds[model]]
+
+
+def evaluate_or_keep(model, seed, args):
+    """--eval-only: "run" when the checkpoint is there; else "keep" the recorded run (no checkpoint, but its
+    metrics.json is on disk), or the reason it can do neither."""
+    checkpoint, why = checkpoint_to_use(model, seed, args)
+    tag = f"[{model} seed {seed}]"
+    if checkpoint.is_file():
+        print(f"{tag} evaluating {checkpoint} ({why})", flush=True)
+        return "run"
+    record = run_dir(args.out_dir, model, seed) / "metrics.json"
+    if record.is_file():
+        print(f"{tag} no checkpoint at {checkpoint}; keeping the recorded run {record}", flush=True)
+        return "keep"
+    return (f"no checkpoint at {checkpoint} and no recorded run at {record}; train it first (reproduce.py "
+            f"without --eval-only) or pass --checkpoint-dir")
 
 
 def build_parser():
@@ -414,9 +474,14 @@ def build_parser():
                    help="check the report's Discussion: train the extra configurations (recipe crossover, "
                         "permuted pixels) for each seed, reuse the main runs on disk, write figures/findings.md")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 epoch on 2,000 training images, into figures-quick/ unless --out-dir")
+                   help=f"smoke run {quick_description()} (with --findings, each extra configuration "
+                        f"{' '.join(QUICK_BASE)}); into {QUICK_DIR}/, checkpoints in {QUICK_DIR}/checkpoints/, "
+                        f"unless --out-dir/--checkpoint-dir")
     p.add_argument("--eval-only", action="store_true",
-                   help="no training: redraw everything from the saved checkpoints")
+                   help="no training: re-evaluate every checkpoint found (seed 0: --checkpoint-dir, else "
+                        "checkpoints/, else the committed reference/) and redraw the figures; a seed without a "
+                        "checkpoint keeps its recorded metrics.json, so results.md keeps every seed's row; "
+                        "each evaluation's log is eval.log (train.log stays the training's)")
     p.add_argument("--out-dir", default=None, help="where figures and results go (default: figures)")
     p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: checkpoints)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
@@ -436,7 +501,7 @@ def main(argv=None):
     if unknown or not models:
         build_parser().error(f"--models: unknown model(s) {', '.join(unknown) or '(none)'}; "
                              f"choose from {', '.join(MODELS)}")
-    args.out_dir = args.out_dir or ("figures-quick" if args.quick else "figures")
+    args.out_dir = args.out_dir or (QUICK_DIR if args.quick else "figures")
     args.checkpoint_dir_given = args.checkpoint_dir is not None
     args.checkpoint_dir = args.checkpoint_dir or str(Path(args.out_dir) / "checkpoints" if args.quick
                                                      else "checkpoints")
@@ -451,31 +516,41 @@ def main(argv=None):
         print(f"reproduce.py: findings in {Path(args.out_dir) / 'findings.md'}; {len(failures)} run(s) failed; "
               f"total {(time.perf_counter() - started) / 60:.1f} min")
         return 1 if failures else 0
-    failures, finished, peaks = [], [], {}
+    failures, finished, kept, peaks = [], [], [], {}
+    plan = eval_plan(args, models) if args.eval_only else [(m, s) for s in range(args.seeds) for m in models]
     try:
-        for seed in range(args.seeds):
-            for model in models:
-                code, last_line, peak_mb = train_one(model, seed, args)
-                if code != 0:
-                    failures.append((model, seed, f"exit code {code}: {last_line}"))
-                    print(f"reproduce.py: {model} seed {seed} failed (exit code {code}); going on with the others",
-                          file=sys.stderr, flush=True)
-                else:
-                    finished.append((model, seed))
-                    if peak_mb is not None:
-                        peaks.setdefault(model, []).append(peak_mb)
+        for model, seed in plan:
+            action = evaluate_or_keep(model, seed, args) if args.eval_only else "run"
+            if action == "keep":
+                kept.append((model, seed))
+                continue
+            if action != "run":
+                failures.append((model, seed, action))
+                print(f"reproduce.py: {model} seed {seed}: {action}; going on with the others",
+                      file=sys.stderr, flush=True)
+                continue
+            code, last_line, peak_mb = train_one(model, seed, args)
+            if code != 0:
+                failures.append((model, seed, f"exit code {code}: {last_line}"))
+                print(f"reproduce.py: {model} seed {seed} failed (exit code {code}); going on with the others",
+                      file=sys.stderr, flush=True)
+            else:
+                finished.append((model, seed))
+                if peak_mb is not None:
+                    peaks.setdefault(model, []).append(peak_mb)
     except KeyboardInterrupt:
         print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
         return 130
     total = time.perf_counter() - started
-    records, sources = load_records(args.out_dir, finished, models)
+    records, sources = load_records(args.out_dir, finished, models, kept,
+                                    "re-evaluated now" if args.eval_only else "this run")
     where = "nothing was written"
     if records:
         text = write_results(args, records, sources, total, failures, peaks)
         print("\n" + text)
         where = f"results in {Path(args.out_dir) / 'results.md'}"
-    print(f"reproduce.py: {len(finished)} run(s) finished, {len(failures)} failed; total {total / 60:.1f} min; "
-          f"{where}")
+    done = f"{len(finished)} run(s) finished" + (f", {len(kept)} kept from their records" if kept else "")
+    print(f"reproduce.py: {done}, {len(failures)} failed; total {total / 60:.1f} min; {where}")
     return 1 if failures else 0
 
 

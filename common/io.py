@@ -4,6 +4,7 @@ A crash, Ctrl-C or full disk mid-write therefore never leaves a half-written fil
 """
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -108,15 +109,23 @@ def write_text(path, text):
         tmp.write_text(text)
 
 
-def check_writable(folder, what):
-    """Fail early, before any training, if ``folder`` cannot hold our outputs."""
+def check_writable(folder, what, shown=None):
+    """Fail early, before any training, if ``folder`` cannot hold our outputs.
+
+    The message names ``what`` and ``shown`` (default: ``folder``), e.g. "--checkpoint" and the file's path.
+    """
     folder = Path(folder)
+    shown = folder if shown is None else shown
     for parent in (folder, *folder.parents):
         if parent.exists() and not parent.is_dir():
-            raise UsageError(f"{what} {folder}: {parent} is a file, not a folder")
+            raise UsageError(f"{what} {shown}: {parent} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise UsageError(f"cannot write to {what} {folder}: {e.strerror or e}") from None
+        reason = e.strerror or str(e)
+        if e.errno == errno.ENOENT:  # e.g. /proc: the folder is there but takes no new entries; not "no such file"
+            existing = next(p for p in (folder, *folder.parents) if p.exists())
+            reason = f"the folder {existing} exists but does not accept new files or folders"
+        raise UsageError(f"cannot write to {what} {shown}: {reason}") from None

@@ -99,7 +99,7 @@ class Run:
         if not args.eval_only:
             if self.checkpoint.is_dir():
                 raise UsageError(f"--checkpoint {self.checkpoint} is a folder; give the path of a file")
-            check_writable(self.checkpoint.parent, "the checkpoint folder")
+            check_writable(self.checkpoint.parent, "--checkpoint", shown=self.checkpoint)
         self.history, self.iteration_losses = [], []
         self.state = self.last = None
         self.eval_only = args.eval_only
