@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data import TRAIN_SIZE
-from common.errors import UserError
+from common.errors import UsageError, UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,9 +76,12 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
 
     Parse with :func:`parse_args`, which checks the flags against each other.
     """
-    quick = QUICK_EXAMPLE.get(model)
-    p = Parser(prog=f"{model}.py", description=description,
-               epilog=quick and f"A quick run that learns (under a minute): python {model}.py {quick}")
+    epilog = (f"A run with data or training flags other than the report's writes under {SCRATCH_DIR}/,\n"
+              f"never over the committed figures/ and checkpoints/.")
+    if model in QUICK_EXAMPLE:
+        epilog += f"\n\nA quick run that learns (under a minute):\n  python {model}.py {QUICK_EXAMPLE[model]}"
+    p = Parser(prog=f"{model}.py", description=description, epilog=epilog,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=positive_int, default=epochs,
                    help="number of epochs to train (default: %(default)s)")
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate (default: %(default)s)")
@@ -100,17 +103,23 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
                    help="random seed, 0 to 2**64-1: initialisation and data order (default: %(default)s)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST files (default: $MNIST_DIR, then ./data; downloaded if missing)")
-    p.add_argument("--out-dir", default="figures",
-                   help=f"figures and metrics.json go to OUT_DIR/{model}/ (default: %(default)s)")
+    p.add_argument("--out-dir", default=None,
+                   help=f"figures and metrics.json go to OUT_DIR/{model}/ (default: figures for the report's "
+                        f"configuration, i.e. these defaults or --eval-only of the report's checkpoint; "
+                        f"{SCRATCH_DIR} for any other data or training flag, so that a trial run never "
+                        f"overwrites the committed results)")
     p.add_argument("--checkpoint", default=None,
                    help=f"where the trained weights are saved, and read by --eval-only (default: "
-                        f"checkpoints/{model}{checkpoint_suffix}; --eval-only falls back to the committed "
-                        f"reference/{model}{checkpoint_suffix} when that is missing)")
+                        f"checkpoints/{model}{checkpoint_suffix} for the report's configuration, "
+                        f"{SCRATCH_DIR}/checkpoints/{model}{checkpoint_suffix} for any other; --eval-only reads "
+                        f"checkpoints/{model}{checkpoint_suffix}, else the committed "
+                        f"reference/{model}{checkpoint_suffix})")
     p.add_argument("--limit-train", type=train_subset_size, default=None, metavar="N",
                    help="train on the first N training images only, for quick runs (default: all 60000; "
                         "with --eval-only, the checkpoint's)")
     p.add_argument("--eval-only", action="store_true",
-                   help="skip training: load --checkpoint, re-evaluate, redraw figures and metrics.json")
+                   help="skip training: load the checkpoint (--checkpoint, else checkpoints/, else the committed "
+                        "reference/; it says which and why), re-evaluate, redraw figures and metrics.json")
     p.add_argument("--eval-train", choices=["last", "every"], default="last",
                    help="when to evaluate the whole training set: after the last epoch (default; every epoch "
                         "still records the mean loss and accuracy over its batches, as the report logged them) "
@@ -133,26 +142,84 @@ QUICK_EXAMPLE = {"nn_numpy": "--epochs 3 --limit-train 2000 --batch-size 8",
                  "cnn_torch": "--epochs 1 --limit-train 2000 --batch-size 8"}
 
 
+SCRATCH_DIR = "runs"  # where runs other than the report's configuration write by default (.gitignore'd)
+DATA_FLAGS = ("limit_train", "permute_pixels", "dtype")
+TRAINING_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "init", "seed")
+
+
 def parse_args(parser, argv=None):
-    """Parse, then check the flags against each other (exit 2 with one line) and fill derived defaults."""
+    """Parse, then check the flags against each other (exit 2 with one line) and fill derived defaults.
+
+    The report's configuration writes figures/<model>/ and checkpoints/; any other run writes under runs/
+    unless --out-dir/--checkpoint say otherwise. --eval-only prints which checkpoint it reads, and why.
+    Raises UsageError (exit 2) for an --eval-only checkpoint that is a folder or is missing.
+    """
     args = parser.parse_args(argv)
     if args.optimizer == "adam" and args.momentum is not None:
         parser.error("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999)")
     if args.momentum is None:
         args.momentum = MOMENTUM_DEFAULT.get(args.model, 0.0) if args.optimizer == "sgd" else 0.0
+    name = f"{args.model}{args.checkpoint_suffix}"
+    if args.eval_only:
+        args.checkpoint = checkpoint_to_evaluate(args.checkpoint, args.model, name)
+    differs = departures(parser, args)
+    scratch = differs and (args.out_dir is None or args.checkpoint is None)
     if args.checkpoint is None:
-        args.checkpoint = default_checkpoint(args.model, args.checkpoint_suffix, args.eval_only)
+        args.checkpoint = str((Path(SCRATCH_DIR) if differs else Path()) / "checkpoints" / name)
+    if args.out_dir is None:
+        args.out_dir = SCRATCH_DIR if differs else "figures"
+    if scratch:
+        print(f"{args.model}.py: not the report's configuration ({', '.join(differs)}): outputs go under "
+              f"{SCRATCH_DIR}/, figures/ and checkpoints/ keep the report's (--out-dir and --checkpoint choose)",
+              flush=True)
     return args
 
 
-def default_checkpoint(model, suffix, eval_only):
-    """checkpoints/<model>; for --eval-only, the committed reference/<model> where the first is missing."""
-    path = Path("checkpoints") / f"{model}{suffix}"
-    reference = REFERENCE_DIR / f"{model}{suffix}"
-    if eval_only and not path.exists() and reference.is_file():
+def departures(parser, args):
+    """How this run differs from the report's configuration, as ["--flag value", ...]; [] if it does not.
+
+    Training: any data or training flag off its default. --eval-only: a data flag, or a checkpoint other
+    than the report's own (checkpoints/<model> or the committed reference/<model>).
+    """
+    keys = [k for k in (DATA_FLAGS if args.eval_only else DATA_FLAGS + TRAINING_FLAGS) if hasattr(args, k)]
+    report = {key: [parser.get_default(key)] for key in keys}
+    if "momentum" in report:  # the default is filled in by parse_args
+        report["momentum"] = [MOMENTUM_DEFAULT.get(args.model, 0.0) if report["optimizer"][0] == "sgd" else 0.0]
+    report["limit_train"].append(TRAIN_SIZE)  # all of it, as by default
+    if "dtype" in report:
+        report["dtype"].append("float32")  # the default that None stands for
+    differs = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in keys
+               if getattr(args, key) not in report[key]]
+    name = f"{args.model}{args.checkpoint_suffix}"
+    if args.eval_only and Path(args.checkpoint).resolve() not in {(Path("checkpoints") / name).resolve(),
+                                                                  (REFERENCE_DIR / name).resolve()}:
+        differs.append(f"--checkpoint {args.checkpoint}")
+    return differs
+
+
+def checkpoint_to_evaluate(given, model, name):
+    """--eval-only: the checkpoint to read (``given``, else checkpoints/NAME, else the committed reference/NAME);
+    prints which and why. A folder, or no file, is a UsageError naming what to do."""
+    if given is not None:
+        path = Path(given)
+        if path.is_dir():
+            inside = path / name
+            hint = f" (here: --checkpoint {inside})" if inside.is_file() else ""
+            raise UsageError(f"--checkpoint {path} is a folder; give the path of a checkpoint file{hint}")
+        if not path.is_file():
+            raise UsageError(f"no checkpoint at {path} (given by --checkpoint); check the path, or train first "
+                             f"(without --eval-only) to write it there")
+        print(f"{model}.py: evaluating {path} (given by --checkpoint)", flush=True)
+        return str(path)
+    path, reference = Path("checkpoints") / name, REFERENCE_DIR / name
+    if path.is_file():
+        print(f"{model}.py: evaluating {path} (the default: the report's run saves its weights there)", flush=True)
+        return str(path)
+    if reference.is_file():
         print(f"{model}.py: no {path}; evaluating the committed reference checkpoint {reference}", flush=True)
         return str(reference)
-    return str(path)
+    raise UsageError(f"no checkpoint at {path} and no committed {reference}; train first (python {model}.py) "
+                     f"or pass --checkpoint")
 
 
 def momentum_value(text):
