@@ -17,17 +17,19 @@ import json
 import math
 import pickle
 import sys
-import zipfile
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from common.checkpoint import check_record, check_shapes, require_file
+from common import original
+from common.checkpoint import (check_finite, check_record, check_shapes, identify, require_file,
+                               unreadable_reason, wrong_script)
 from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
 from common.errors import UsageError, UserError
-from common.io import atomic_path
+from common.io import atomic_path, strict_json
 from common.run import Run, dump_config
 
 
@@ -97,24 +99,43 @@ def state_dict(model):
 
 def save_checkpoint(path, state, record, iteration_losses):
     """A plain state_dict plus the run's record as JSON text: loadable with weights_only=True."""
-    payload = {"state_dict": state, "record": json.dumps(record),
+    payload = {"state_dict": state, "record": strict_json(record),
                "iteration_losses": torch.tensor(np.asarray(iteration_losses, dtype=np.float32))}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def load_checkpoint(path, model_name):
-    """-> (state_dict, record, iteration_losses), checked to be ``model_name``'s. Never unpickles code."""
+    """-> (state_dict, record, iteration_losses), checked to be ``model_name``'s, with finite weights.
+
+    Never unpickles code. A NumPy .npz or an original-format .pkl is named as such, with the command that
+    reads it; nothing torch says (warnings, error text) reaches the user.
+    """
     path = require_file(path)
+    kind, owner = identify(path)
+    if kind == "npz":
+        raise wrong_script(path, kind, owner, model_name)
+    if kind == "pickle":  # the original's format, or torch's legacy one: only the first loads as plain arrays
+        try:
+            names = original.load_pickle(path)
+        except UserError:
+            pass
+        else:
+            raise wrong_script(path, kind, original.model_of(names), model_name)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         record = json.loads(payload["record"])
-        state, iteration_losses = payload["state_dict"], payload["iteration_losses"].numpy()
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
-            EOFError, OSError) as e:
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); delete it and train again") from None
-    return state, check_record(record, model_name, path), iteration_losses
+        state, iteration_losses = dict(payload["state_dict"]), payload["iteration_losses"].numpy()
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file provokes, the user gets the kit's words
+        reason = ("it holds pickled Python objects, which are never loaded"
+                  if isinstance(e, pickle.UnpicklingError) else unreadable_reason(e))
+        raise UserError(f"{path} is not a readable checkpoint ({reason}); give --checkpoint one that "
+                        f"{model_name}.py wrote, or train again to write one") from None
+    check_record(record, model_name, path)
+    check_finite(state, path)
+    return state, record, iteration_losses
 
 
 def evaluate_checkpoint(run, model, data, labels, checkpoint):

@@ -88,12 +88,12 @@ def row(model, source, train_acc, test_acc, train_loss, test_loss):
 
 # --- original.md and the overlay --------------------------------------------------------------------------------
 
-def write_markdown(path, folder, logs, graded, kit):
-    """``logs``: model -> TrainingLog; ``graded``: model -> metrics.json of the original weights; ``kit``: model ->
-    this kit's records."""
+def write_markdown(path, command, logs, graded, kit):
+    """``command``: what wrote it (:func:`command_line`); ``logs``: model -> TrainingLog; ``graded``: model ->
+    metrics.json of the original weights; ``kit``: model -> this kit's records."""
     lines = ["# The original's own weights and logs", "",
-             f"Written by `python reproduce.py --original {folder}` from the six files of "
-             f"{REPOSITORY} at commit {COMMIT} (sha256-checked). Accuracies in %, losses in "
+             f"Written by `{command}` from the six files of {REPOSITORY} at commit {COMMIT} (sha256-checked, "
+             f"so any folder holding them gives these numbers). Accuracies in %, losses in "
              f"nats (mean cross-entropy) on the whole 60,000 training and 10,000 test images.", "",
              "| model | numbers from | train acc | test acc | train loss | test loss |", "|---|---|---|---|---|---|"]
     for model in MODELS:
@@ -132,8 +132,9 @@ def fidelity_sentence(logs, graded):
         acc, reported = record["final"]["test_acc"], logs[model].test_acc
         verdict = "exactly the report's" if round(acc, 4) == round(reported, 4) else f"not the report's {reported:.2%}"
         parts.append(f"{TITLES[model]} {acc:.2%} ({verdict})")
+    dtype = graded[next(iter(graded))]["config"]["evaluated_with"]["dtype"]
     return ("The original's weights, loaded into this kit's NumPy models and evaluated on the 10,000 test "
-            f"images ({graded[next(iter(graded))]['config']['dtype']}), give: " + "; ".join(parts) + ".")
+            f"images ({dtype}), give: " + "; ".join(parts) + ".")
 
 
 def plot_overlay(path, logs, kit):
@@ -193,10 +194,16 @@ def run(args):
             for m, run in RUNS.items()}
     graded = {m: grade(m, paths[f"{RUNS[m]}-model.pkl"], out_dir, args.data_dir) for m in SCRIPTS}
     kit = {m: kit_records(out_dir, m) for m in MODELS}
-    write_markdown(out_dir / "original.md", folder, logs, graded, kit)
+    write_markdown(out_dir / "original.md", command_line(out_dir), logs, graded, kit)
     plot_overlay(out_dir / "original" / "loss_overlay.png", logs, kit)
     print(f"reproduce.py: {fidelity_sentence(logs, graded)} Written: {out_dir / 'original.md'}, "
           f"{out_dir / 'original'}/")
+
+
+def command_line(out_dir):
+    """The command that rewrites original.md, without the folder the six files were read from: they are
+    sha256-checked, so where they sat on this machine changes nothing (and names nobody else's machine)."""
+    return "python reproduce.py --original" + ("" if Path(out_dir) == Path("figures") else f" --out-dir {out_dir}")
 
 
 def main(args):

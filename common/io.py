@@ -6,6 +6,7 @@ A crash, Ctrl-C or full disk mid-write therefore never leaves a half-written fil
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import tempfile
@@ -99,9 +100,33 @@ def current_umask():
     return mask
 
 
+def strict_json(obj, **kwargs):
+    """``obj`` as strict JSON text: NaN and infinity, which JSON has no tokens for, are written as null.
+
+    Where a dict had any, it gains "non_finite_as_null" saying how many, so a null is never mistaken for
+    a value that was missing.
+    """
+    count = [0]
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            count[0] += 1
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    clean = finite(obj)
+    if count[0] and isinstance(clean, dict):
+        clean["non_finite_as_null"] = f"{count[0]} NaN or infinite number(s) are written as null"
+    return json.dumps(clean, allow_nan=False, **kwargs)
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(strict_json(obj, indent=2) + "\n")
 
 
 def write_text(path, text):

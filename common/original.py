@@ -14,6 +14,7 @@ can run any code while it loads, so :func:`load_pickle` admits exactly what NumP
 dict of named arrays or number lists, each with one line; nothing in the file is run. Framework-free.
 """
 
+import hashlib
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checkpoint import check_shapes, require_file
+from common.checkpoint import check_finite, check_shapes, require_file
 from common.errors import UserError
 
 REPOSITORY = "github.com/yongjoon2001/DGIST-Deep-Learning-PA1"
@@ -190,11 +191,36 @@ def kit_name(name, model, path):
     return f"{indices[k - 1]}.{param}"
 
 
-def to_state_dict(arrays, model, path):
-    """The original's ``arrays`` as ``model``'s state dict, checked against the model's shapes.
+def original_name(key, model):
+    """The original's name ("layer3_b") for the kit's parameter ``key`` ("5.b"); inverse of :func:`kit_name`."""
+    index, param = key.split(".")
+    kind = type(model.layers[int(index)]).__name__
+    indices = layer_indices(model, kind)
+    if kind == "Linear" and len(indices) == 1:
+        return f"linear_{param}"
+    return f"{'conv' if kind == 'Conv2d' else 'layer'}{indices.index(int(index)) + 1}_{param}"
 
-    Biases stored as (1, n) become (n,). Shape errors name both the original's and the kit's name.
+
+def model_of(arrays):
+    """The kit model whose weights the original's ``arrays`` are, by their names; None if they name neither."""
+    if any(NAME.match(name) and name.startswith("conv") for name in arrays):
+        return "cnn_numpy"
+    if any(NAME.match(name) for name in arrays):
+        return "nn_numpy"
+    return None
+
+
+def to_state_dict(arrays, model, path):
+    """The original's ``arrays`` as ``model``'s state dict, checked against the model's shapes and for
+    non-finite values.
+
+    Biases stored as (1, n) become (n,). Errors name the original's name, and the kit's beside it.
     """
+    owner, this = model_of(arrays), "cnn_numpy" if layer_indices(model, "Conv2d") else "nn_numpy"
+    if owner not in (None, this):
+        raise UserError(f"{path} is an original-format .pkl checkpoint of {owner} (its names are the "
+                        f"{RUNS[owner]} run's), not of {this} — use: python {owner}.py --eval-only "
+                        f"--checkpoint {path}")
     state, names = {}, {}
     for name, value in arrays.items():
         if name in LOSS_KEYS:
@@ -210,8 +236,11 @@ def to_state_dict(arrays, model, path):
     check_shapes({names.get(k, k): s for k, s in own.items() if k in state},
                  {names[k]: v.shape for k, v in state.items()}, path)
     if missing:
-        raise UserError(f"{path} lacks the weights of this model's layer(s) {sorted(missing)}; is it a "
-                        f"checkpoint of the other model?")
+        lacking = ", ".join(f"{original_name(k, model)} ({k})" for k in sorted(missing))
+        expected = ", ".join(original_name(k, model) for k in own)
+        raise UserError(f"{path} lacks {lacking}: this model's checkpoint in the original's format holds "
+                        f"{expected}; the file is incomplete")
+    check_finite({names[k]: v for k, v in state.items()}, path)
     return state
 
 
@@ -229,17 +258,38 @@ def loss_history(arrays, path):
             for i, (a, b) in enumerate(zip(train, test), 1)]
 
 
+# The training settings a run's config records; the original's pickle holds none of them.
+TRAINING_KEYS = ("epochs", "lr", "batch_size", "seed", "optimizer", "momentum", "init")
+
+
 def load_checkpoint(path, model, config):
     """--eval-only on the original's format: -> (state, record, iteration_losses), as common.checkpoint.load_npz.
 
-    The record carries ``config`` (this run's flags) marked with the checkpoint it came from, and the pickled
-    per-epoch losses as its history; the original kept no per-iteration losses.
+    The record's config holds what the file holds: its path, sha256 and arrays, and the architecture they
+    matched (``config["architecture"]``, the script's); the training settings are null (unknown: the file
+    does not record them, and the script's defaults are not the submission's). Run.restore adds the data
+    flags of this evaluation as config["evaluated_with"]. The pickled per-epoch losses become the history;
+    the original kept no per-iteration losses.
     """
     arrays = load_pickle(path)
     state = to_state_dict(arrays, model, path)
-    record = {"config": {**config, "checkpoint": str(path), "checkpoint_format": "the original report's pickle"},
+    record = {"config": {**{key: None for key in TRAINING_KEYS},
+                         "unknown": "the training settings (null): the file holds weights and per-epoch losses "
+                                    "only; the report's training_metrics.txt gives them",
+                         "checkpoint": str(path), "checkpoint_sha256": sha256_of(path),
+                         "checkpoint_format": "the original report's pickle",
+                         "architecture": config.get("architecture"),
+                         "arrays": {name: list(value.shape) for name, value in arrays.items()}},
               "history": loss_history(arrays, path), "seconds_total": None}
     return state, record, []
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- training_metrics.txt ----------------------------------------------------------------------------------------

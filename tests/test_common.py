@@ -2,14 +2,16 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
 
 from common import metrics, plots
-from common.cli import make_parser
-from common.io import atomic_path, write_json
+from common.cli import REFERENCE_DIR, make_parser, parse_args
+from common.errors import UsageError, UserError
+from common.io import atomic_path, check_writable, strict_json, write_json
 
 
 # --- metrics -----------------------------------------------------------------------------------------------
@@ -165,6 +167,139 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
             raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"good": True}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def test_json_is_strict_non_finite_numbers_become_null_and_the_record_says_so(tmp_path):
+    """Issue 22: a NaN test loss reached metrics.json as a bare NaN, which strict JSON parsers reject."""
+    target = tmp_path / "metrics.json"
+    write_json(target, {"final": {"test_loss": float("nan"), "test_acc": 0.098}, "history": [float("inf"), 1.5]})
+    record = json.loads(target.read_text(), parse_constant=refuse)
+    assert record["final"] == {"test_loss": None, "test_acc": 0.098} and record["history"] == [None, 1.5]
+    assert record["non_finite_as_null"].startswith("2 NaN or infinite")
+    assert json.loads(strict_json({"a": 1.0}), parse_constant=refuse) == {"a": 1.0}  # nothing added when finite
+
+
+def test_a_folder_that_exists_but_takes_no_files_is_named_as_such(tmp_path):
+    """Issue 22: `--checkpoint /proc/ck.npz` said "No such file or directory" about /proc, which exists."""
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    with pytest.raises(UsageError, match=r"^cannot write to --checkpoint /proc/ck.npz: the folder /proc exists but "
+                                         r"does not accept new files or folders$"):
+        check_writable("/proc", "--checkpoint", shown="/proc/ck.npz")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match=r"file is a file, not a folder"):
+        check_writable(tmp_path / "file" / "sub", "--out-dir")
+
+
+# --- the report's configuration, and runs that are not ------------------------------------------------------
+
+def demo_args(*flags, model="demo"):
+    p = make_parser(model, "demo", epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd",
+                    init="pytorch")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    return parse_args(p, list(flags))
+
+
+@pytest.mark.parametrize("flags", [[], ["--dtype", "float32"], ["--limit-train", "60000"], ["--quiet"],
+                                   ["--eval-train", "every"], ["--no-figures"]],
+                         ids=["defaults", "dtype-float32", "all-images", "quiet", "eval-train", "no-figures"])
+def test_the_reports_configuration_writes_figures_and_checkpoints(flags, capsys):
+    args = demo_args(*flags)
+    assert (args.out_dir, args.checkpoint) == ("figures", "checkpoints/demo.npz")
+    assert "runs/" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "1"], ["--limit-train", "2000"], ["--lr", "0.05"],
+                                   ["--batch-size", "8"], ["--seed", "1"], ["--optimizer", "adam"],
+                                   ["--momentum", "0.5"], ["--init", "xavier"], ["--permute-pixels", "0"],
+                                   ["--dtype", "float64"]])
+def test_any_other_data_or_training_flag_writes_under_runs(flags, capsys):
+    """Issue 22: the quick run that --help recommends overwrote figures/<model>/ and checkpoints/."""
+    args = demo_args(*flags)
+    assert (args.out_dir, args.checkpoint) == ("runs", "runs/checkpoints/demo.npz")
+    out = capsys.readouterr().out
+    assert f"not the report's configuration ({flags[0]} {flags[1]})" in out and "outputs go under runs/" in out
+
+
+def test_explicit_out_dir_and_checkpoint_always_win(capsys):
+    args = demo_args("--epochs", "1", "--out-dir", "mine", "--checkpoint", "ck/x.npz")
+    assert (args.out_dir, args.checkpoint) == ("mine", "ck/x.npz") and capsys.readouterr().out == ""
+    args = demo_args("--out-dir", "mine")
+    assert (args.out_dir, args.checkpoint) == ("mine", "checkpoints/demo.npz")
+
+
+def test_the_default_momentum_of_the_model_is_its_reports():
+    for momentum, out_dir in (("0.9", "figures"), ("0", "runs")):
+        assert demo_args("--momentum", momentum, model="nn_torch").out_dir == out_dir
+
+
+def test_eval_only_says_which_checkpoint_and_why(tmp_path, monkeypatch, capsys):
+    """Issue 22: --eval-only quietly picked whatever checkpoints/ held; now it says which file and why."""
+    monkeypatch.chdir(tmp_path)
+    reference = REFERENCE_DIR / "nn_numpy.npz"
+    args = demo_args("--eval-only", model="nn_numpy")
+    assert args.checkpoint == str(reference) and args.out_dir == "figures"
+    assert f"no checkpoints/nn_numpy.npz; evaluating the committed reference checkpoint {reference}" in \
+        capsys.readouterr().out
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "nn_numpy.npz").write_bytes(b"x")
+    args = demo_args("--eval-only", model="nn_numpy")
+    assert args.checkpoint == "checkpoints/nn_numpy.npz" and args.out_dir == "figures"
+    assert "evaluating checkpoints/nn_numpy.npz (the default" in capsys.readouterr().out
+    (tmp_path / "mine.npz").write_bytes(b"x")
+    args = demo_args("--eval-only", "--checkpoint", "mine.npz", model="nn_numpy")
+    assert args.checkpoint == "mine.npz" and args.out_dir == "runs"  # not the report's weights: not figures/
+    assert "evaluating mine.npz (given by --checkpoint)" in capsys.readouterr().out
+    args = demo_args("--eval-only", "--checkpoint", str(reference), model="nn_numpy")
+    assert args.out_dir == "figures"
+    assert demo_args("--eval-only", "--limit-train", "100", model="nn_numpy").out_dir == "runs"
+    assert demo_args("--eval-only", "--epochs", "3", model="nn_numpy").out_dir == "figures"  # no training
+
+
+def test_eval_only_given_a_folder_or_nothing_says_what_to_give(tmp_path, monkeypatch):
+    """Issue 22: `--eval-only --checkpoint DIR` said "no checkpoint at DIR; ... or pass --checkpoint"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(UsageError, match=r"^--checkpoint ck is a folder; give the path of a checkpoint file$"):
+        demo_args("--eval-only", "--checkpoint", "ck", model="nn_numpy")
+    (tmp_path / "ck" / "nn_numpy.npz").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"is a folder; .*\(here: --checkpoint ck/nn_numpy.npz\)$"):
+        demo_args("--eval-only", "--checkpoint", "ck", model="nn_numpy")
+    with pytest.raises(UsageError, match=r"^no checkpoint at gone.npz \(given by --checkpoint\); check the path"):
+        demo_args("--eval-only", "--checkpoint", "gone.npz", model="nn_numpy")
+    with pytest.raises(UsageError, match=r"^no checkpoint at checkpoints/demo.npz and no committed .*; train first "
+                                         r"\(python demo.py\)"):
+        demo_args("--eval-only")
+
+
+# --- checkpoints: what a file is, and what reads it ----------------------------------------------------------
+
+def test_a_file_is_identified_without_being_loaded(tmp_path):
+    from common.checkpoint import identify
+
+    assert identify(REFERENCE_DIR / "cnn_numpy.npz") == ("npz", "cnn_numpy")
+    assert identify(REFERENCE_DIR / "nn_torch.pt") == ("torch", "nn_torch")
+    (tmp_path / "x.pkl").write_bytes(b"\x80\x04N.")
+    (tmp_path / "cut.npz").write_bytes((REFERENCE_DIR / "nn_numpy.npz").read_bytes()[:1000])
+    assert identify(tmp_path / "x.pkl") == ("pickle", None)
+    assert identify(tmp_path / "cut.npz") == (None, None) and identify(tmp_path / "none") == (None, None)
+
+
+def test_non_finite_weights_are_refused_naming_the_array(tmp_path):
+    from common.checkpoint import check_finite, load_npz, save_npz
+
+    state, record, losses = load_npz(REFERENCE_DIR / "nn_numpy.npz", "nn_numpy")
+    state["5.b"] = state["5.b"].copy()
+    state["5.b"][[2, 7]] = [np.nan, -np.inf]
+    save_npz(tmp_path / "bad.npz", state, record, losses)
+    with pytest.raises(UserError, match=r"bad.npz: 5.b holds 2 non-finite value\(s\) \(NaN or infinity\) among "
+                                        r"its 10; these weights cannot be evaluated"):
+        load_npz(tmp_path / "bad.npz", "nn_numpy")
+    check_finite({"counts": np.array([1, 2])}, "x")  # integers are always finite
 
 
 def test_argparse_type_errors_are_argparse_errors():

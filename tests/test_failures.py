@@ -167,7 +167,27 @@ def test_out_dir_not_writable(mnist_dir):
 @pytest.mark.parametrize("script", ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"])
 def test_eval_only_without_checkpoint(tmp_path, mnist_dir, script):
     expect_error(run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path,
-                            "--checkpoint", tmp_path / "none"), 2, r"no checkpoint at .*none; train first")
+                            "--checkpoint", tmp_path / "none"), 2,
+                 r"no checkpoint at .*none \(given by --checkpoint\); check the path, or train first")
+
+
+def test_eval_only_given_a_folder_says_to_give_a_file_in_it(tmp_path):
+    """Issue 22: it said "no checkpoint at DIR; train first ... or pass --checkpoint" (the user had)."""
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "nn_numpy.npz").write_bytes((ROOT / "reference" / "nn_numpy.npz").read_bytes())
+    expect_error(run_script("nn_numpy.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint", tmp_path / "ck"),
+                 2, r"--checkpoint .*ck is a folder; give the path of a checkpoint file \(here: --checkpoint "
+                    r".*ck/nn_numpy.npz\)$")
+
+
+def test_a_checkpoint_in_a_folder_that_takes_no_files_is_named_before_training():
+    """Issue 22: `--checkpoint /proc/ck.npz` said "No such file or directory" about /proc, which exists."""
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    line = expect_error(run_script("nn_numpy.py", *QUICK, "--checkpoint", "/proc/ck.npz", "--out-dir", "/tmp"), 2,
+                        r"cannot write to --checkpoint /proc/ck.npz: the folder /proc exists but does not accept "
+                        r"new files")
+    assert "No such file" not in line
 
 
 # --- training ----------------------------------------------------------------------------------------------------
@@ -258,8 +278,72 @@ def test_torch_checkpoint_with_other_shapes(good_runs, tmp_path):
 def test_corrupted_checkpoint(good_runs, tmp_path, script):
     data = (good_runs / "checkpoints" / script).read_bytes()
     (tmp_path / "broken").write_bytes(data[:len(data) // 2])
-    expect_error(run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
-                            tmp_path / "broken"), 1, r"is not a readable checkpoint")
+    line = expect_error(run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                                   tmp_path / "broken"), 1, r"is not a readable checkpoint \(.*truncated or damaged\)")
+    assert "delete" not in line and "Error" not in line
+
+
+# --- a checkpoint of the other framework or model, or one with NaN weights (issue 22) ---------------------------
+
+def original_pickle(tmp_path, kind="nn"):
+    path = tmp_path / f"{kind}-model.pkl"
+    path.write_bytes(pickle.dumps(fake_arrays(kind), protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("script, file, owner, what", [
+    ("nn_torch", "reference/nn_numpy.npz", "nn_numpy", "a NumPy .npz checkpoint of nn_numpy; nn_torch.py reads .pt"),
+    ("cnn_torch", "reference/nn_numpy.npz", "nn_numpy", "a NumPy .npz checkpoint of nn_numpy; cnn_torch.py reads"),
+    ("cnn_numpy", "reference/cnn_torch.pt", "cnn_torch", "a PyTorch .pt checkpoint of cnn_torch; cnn_numpy.py reads "
+                                                         ".npz files \\(or the original's .pkl\\)"),
+    ("nn_numpy", "reference/cnn_torch.pt", "cnn_torch", "a PyTorch .pt checkpoint of cnn_torch; nn_numpy.py reads"),
+    ("nn_torch", "nn-model.pkl", "nn_numpy", "an original-format .pkl checkpoint of nn_numpy; nn_torch.py reads .pt"),
+    ("cnn_torch", "cnn-model.pkl", "cnn_numpy", "an original-format .pkl checkpoint of cnn_numpy; cnn_torch.py"),
+    ("nn_numpy", "cnn-model.pkl", "cnn_numpy", "an original-format .pkl checkpoint of cnn_numpy .*, not of nn_numpy"),
+    ("nn_numpy", "reference/cnn_numpy.npz", "cnn_numpy", "a checkpoint of cnn_numpy, not of nn_numpy"),
+], ids=["npz-to-nn_torch", "npz-to-cnn_torch", "pt-to-cnn_numpy", "pt-to-nn_numpy", "pkl-to-nn_torch",
+        "pkl-to-cnn_torch", "cnn-pkl-to-nn_numpy", "other-model-npz"])
+def test_a_checkpoint_of_the_other_framework_or_model_says_what_it_is_and_what_to_run(tmp_path, mnist_dir, script,
+                                                                                       file, owner, what):
+    """Issue 22: torch's RuntimeError ("please report an enhancement request to PyTorch"), a KeyError, a torch
+    UserWarning and "delete it and train again" reached an instructor grading a student's file."""
+    for kind in ("nn", "cnn"):
+        original_pickle(tmp_path, kind)
+    path = ROOT / file if file.startswith("reference/") else tmp_path / file
+    result = run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path / "out", "--checkpoint", path)
+    line = expect_error(result, 1, rf"^{script}.py: error: .*{re.escape(path.name)} is {what}.* — use: python "
+                                   rf"{owner}.py --eval-only --checkpoint {re.escape(str(path))}$")
+    for leak in ("delete", "Warning", "RuntimeError", "KeyError", "weights_only", "PyTorch."):
+        assert leak not in result.stderr, line
+    assert not (tmp_path / "out" / script / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("script, kind", [("nn_numpy", "npz"), ("cnn_torch", "pt"), ("nn_numpy", "pkl")])
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_array(tmp_path, mnist_dir, script, kind):
+    """Issue 22: a NaN weight was graded silently (exit 0, "test accuracy 9.80%, test loss nan") and its
+    metrics.json held a bare NaN."""
+    path = tmp_path / f"bad.{kind}"
+    if kind == "npz":
+        from common.checkpoint import load_npz, save_npz
+        state, record, losses = load_npz(ROOT / "reference" / "nn_numpy.npz", "nn_numpy")
+        state["3.W"] = state["3.W"].copy()
+        state["3.W"][0, 0] = np.nan
+        save_npz(path, state, record, losses)
+        name = r"3.W"
+    elif kind == "pt":
+        torch = pytest.importorskip("torch")
+        payload = torch.load(ROOT / "reference" / "cnn_torch.pt", weights_only=True)
+        payload["state_dict"]["7.bias"][4] = float("inf")
+        torch.save(payload, path)
+        name = r"7.bias"
+    else:
+        arrays = fake_arrays("nn")
+        arrays["layer2_W"][5, 5] = np.nan
+        path.write_bytes(pickle.dumps(arrays, protocol=4))
+        name = r"layer2_W \(3.W\)"
+    result = run_script(f"{script}.py", "--eval-only", "--out-dir", tmp_path / "out", "--checkpoint", path)
+    expect_error(result, 1, rf"bad.{kind}: {name} holds 1 non-finite value\(s\) \(NaN or infinity\)")
+    assert not (tmp_path / "out" / script / "metrics.json").exists()
 
 
 class Exploit:
@@ -270,8 +354,10 @@ class Exploit:
 def test_a_pickled_object_in_a_torch_checkpoint_is_never_run(tmp_path, mnist_dir):
     torch = pytest.importorskip("torch")
     torch.save({"state_dict": {}, "record": Exploit(), "iteration_losses": torch.zeros(1)}, tmp_path / "evil.pt")
-    expect_error(run_script("nn_torch.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
-                            tmp_path / "evil.pt"), 1, r"is not a readable checkpoint")
+    line = expect_error(run_script("nn_torch.py", "--eval-only", "--out-dir", tmp_path, "--checkpoint",
+                                   tmp_path / "evil.pt"), 1,
+                        r"is not a readable checkpoint \(it holds pickled Python objects, which are never loaded\)")
+    assert "weights_only" not in line
     assert not os.path.exists("/tmp/kit-pwned")
 
 
@@ -301,8 +387,8 @@ def test_checkpoint_path_that_is_a_folder_fails_before_training(tmp_path, mnist_
     (lambda d: [fake_arrays("nn")["layer1_W"]], r"evil.pkl holds a list, not a dict of named arrays"),
     (lambda d: {**fake_arrays("nn"), "layer2_W": np.zeros((128, 32))},
      r"layer2_W \(3.W\) has shape \(128, 32\), this model needs \(128, 64\)"),
-    (lambda d: fake_arrays("cnn"), r"holds conv1_W, but this model has 0 Conv2d layer\(s\): is it a checkpoint of the "
-                                   r"other model"),
+    (lambda d: fake_arrays("cnn"), r"is an original-format .pkl checkpoint of cnn_numpy .*, not of nn_numpy — use: "
+                                   r"python cnn_numpy.py --eval-only"),
     (lambda d: pickle.dumps(fake_arrays("nn"), protocol=4)[:5000],
      r"evil.pkl is not a readable checkpoint in the original's format"),
 ], ids=["global", "object-dtype", "list", "wrong-shapes", "other-model", "truncated"])

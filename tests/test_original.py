@@ -128,12 +128,13 @@ def test_cnn_names_map_by_layer_type_whatever_the_order_of_relu_and_pooling():
         np.testing.assert_array_equal(net.layers[-1].b, arrays["linear_b"][0])
 
 
-@pytest.mark.parametrize("kind, model, pattern", [
-    ("cnn", lambda: nn_numpy.mlp(np.random.default_rng(0)), r"holds conv1_W, but this model has 0 Conv2d"),
-    ("nn", lambda: cnn_numpy.cnn(np.random.default_rng(0)), r"holds layer2_W, but this model has 1 Linear"),
+@pytest.mark.parametrize("kind, model, owner, this", [
+    ("cnn", lambda: nn_numpy.mlp(np.random.default_rng(0)), "cnn_numpy", "nn_numpy"),
+    ("nn", lambda: cnn_numpy.cnn(np.random.default_rng(0)), "nn_numpy", "cnn_numpy"),
 ], ids=["cnn-into-mlp", "mlp-into-cnn"])
-def test_the_other_models_checkpoint_is_named_as_such(kind, model, pattern):
-    with pytest.raises(UserError, match=pattern + r".*checkpoint of the other model"):
+def test_the_other_models_checkpoint_is_named_as_such_with_the_command_that_reads_it(kind, model, owner, this):
+    with pytest.raises(UserError, match=rf"^x.pkl is an original-format .pkl checkpoint of {owner} .*, not of "
+                                        rf"{this} — use: python {owner}.py --eval-only --checkpoint x.pkl$"):
         to_state_dict(fake_arrays(kind), model(), "x.pkl")
 
 
@@ -145,10 +146,17 @@ def test_wrong_shapes_name_the_originals_and_the_kits_parameter():
 
 
 def test_missing_and_unknown_entries_are_refused():
+    """A missing entry is named as the original names it (issue 22: it said '5.b' and "the other model?")."""
     arrays = fake_arrays("nn")
     del arrays["layer3_b"]
-    with pytest.raises(UserError, match=r"lacks the weights of this model's layer\(s\) \['5.b'\]"):
+    with pytest.raises(UserError, match=r"^x.pkl lacks layer3_b \(5.b\): this model's checkpoint in the original's "
+                                        r"format holds layer1_W, layer1_b, layer2_W, layer2_b, layer3_W, layer3_b; "
+                                        r"the file is incomplete$"):
         to_state_dict(arrays, nn_numpy.mlp(np.random.default_rng(0)), "x.pkl")
+    cnn = fake_arrays("cnn")
+    del cnn["linear_b"], cnn["conv2_W"]
+    with pytest.raises(UserError, match=r"lacks conv2_W \(3.W\), linear_b \(7.b\)|lacks linear_b .*, conv2_W"):
+        to_state_dict(cnn, cnn_numpy.cnn(np.random.default_rng(0)), "x.pkl")
     with pytest.raises(UserError, match=r"unexpected entry 'optimizer_state'"):
         to_state_dict({**fake_arrays("nn"), "optimizer_state": np.zeros(2)}, nn_numpy.mlp(np.random.default_rng(0)),
                       "x.pkl")
@@ -159,8 +167,35 @@ def test_the_pickled_losses_become_the_loss_history(tmp_path):
     state, record, iteration_losses = load_checkpoint(path, nn_numpy.mlp(np.random.default_rng(0)), {"lr": 0.1})
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
     assert record["history"][1] == {"epoch": 2, "train_loss_running": 0.5, "test_loss": 1.0}
-    assert record["config"]["lr"] == 0.1 and record["config"]["checkpoint"] == str(path)
+    assert record["config"]["checkpoint"] == str(path)
     assert iteration_losses == []
+
+
+def test_the_record_holds_what_the_file_holds_and_marks_the_training_settings_unknown(tmp_path):
+    """Issue 22: the graded .pkl's record said epochs 20, lr 0.1, seed 0 — the script's defaults, not the file's."""
+    path = write_pickle(tmp_path / "m.pkl", fake_arrays("nn", epochs=4))
+    script_config = {"epochs": 20, "lr": 0.1, "seed": 0, "init": "pytorch", "optimizer": "sgd", "momentum": 0.0,
+                     "batch_size": 32, "limit_train": None, "dtype": "float32",
+                     "architecture": "784-128-ReLU-64-ReLU-10"}
+    _, record, _ = load_checkpoint(path, nn_numpy.mlp(np.random.default_rng(0)), script_config)
+    config = record["config"]
+    for key in ("epochs", "lr", "seed", "init", "optimizer", "momentum", "batch_size"):
+        assert config[key] is None, key
+    assert "unknown" in config and "limit_train" not in config and "dtype" not in config
+    assert config["checkpoint"] == str(path)
+    assert config["checkpoint_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert config["architecture"] == "784-128-ReLU-64-ReLU-10"
+    assert config["arrays"]["layer1_W"] == [784, 128] and config["arrays"]["train_losses"] == [4]
+
+
+@pytest.mark.parametrize("name", ["layer2_b", "layer1_W"])
+def test_non_finite_weights_are_refused_naming_the_array(tmp_path, name):
+    arrays = fake_arrays("nn")
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[3] = np.inf if name == "layer1_W" else np.nan
+    kit = {"layer2_b": "3.b", "layer1_W": "1.W"}[name]
+    with pytest.raises(UserError, match=rf"^x.pkl: {name} \({kit}\) holds 1 non-finite value\(s\)"):
+        to_state_dict(arrays, nn_numpy.mlp(np.random.default_rng(0)), "x.pkl")
 
 
 def test_the_loss_graph_labels_the_originals_train_loss_as_the_epochs_running_mean(tmp_path, monkeypatch):
@@ -352,13 +387,29 @@ def test_reproduce_original_end_to_end_from_a_folder_mirror(shared, mnist_dir, t
     report_row = ("| CNN, PyTorch | the report (its `cnn_framework/training_metrics.txt`) | 99.52 | 98.77 | 0.0127 | "
                   "0.0463 |")
     assert report_row in text
+    # the command that rewrites the page names no folder of this machine (the six files are sha256-checked)
+    assert f"Written by `python reproduce.py --original --out-dir {out}` from the six files" in text
+    assert str(tmp_path / "orig") not in text
     for model in ("nn_numpy", "cnn_numpy"):
-        record = json.loads((out / "original" / model / "metrics.json").read_text())
+        record = json.loads((out / "original" / model / "metrics.json").read_text(), parse_constant=refuse)
         assert record["config"]["checkpoint_format"] == "the original report's pickle"
+        assert record["config"]["epochs"] is None and record["config"]["evaluated_with"]["limit_train"] is None
+        assert record["config"]["checkpoint_sha256"] == FILES[f"{original.RUNS[model]}-model.pkl"][1]
         assert len(record["history"]) == {"nn_numpy": 20, "cnn_numpy": 5}[model]
         assert {p.name for p in (out / "original" / model).iterdir()} >= {"loss.png", "confusion_matrix.png",
                                                                           "top3.png", "mistakes.png"}
     assert (out / "original" / "loss_overlay.png").stat().st_size > 10_000
+
+
+def refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def test_the_command_on_the_page_names_no_machine_folder():
+    """figures/original.md once said `--original /work/shared/original`: a folder of one machine."""
+    assert original.command_line("figures") == "python reproduce.py --original"
+    text = (ROOT / "figures" / "original.md").read_text()
+    assert "Written by `python reproduce.py --original` from the six files" in text
 
 
 def test_grading_the_original_never_imports_torch():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import reproduce
-from conftest import run_script
+from conftest import ROOT, run_script
 
 SCRIPTS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
 REPORT_DEFAULTS = {"nn_numpy": (20, 0.1, 32), "nn_torch": (20, 0.01, 32), "cnn_numpy": (5, 0.01, 16),
@@ -18,11 +18,15 @@ SMOKE = {script: (reproduce.QUICK_FLAGS[script], 0.80 if script.startswith("nn")
 TIMING_KEYS = {"seconds", "seconds_with_eval", "seconds_total"}
 
 
+def refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
 def quick_run(script, folder, *extra):
     result = run_script(f"{script}.py", *QUICK, "--out-dir", folder / "figures",
                         "--checkpoint", folder / "checkpoints" / script, *extra)
     assert result.returncode == 0, result.stderr
-    return json.loads((folder / "figures" / script / "metrics.json").read_text()), result
+    return json.loads((folder / "figures" / script / "metrics.json").read_text(), parse_constant=refuse), result
 
 
 @pytest.fixture(scope="module", params=SCRIPTS)
@@ -182,18 +186,35 @@ def test_help_recommends_a_quick_run_that_learns(script):
     assert recommended == vars(parser.parse_args(flags.split()))
 
 
+@pytest.mark.parametrize("script", ["nn_numpy", "cnn_torch"])
+def test_the_quick_run_help_recommends_leaves_figures_and_checkpoints_alone(script, tmp_path, mnist_dir):
+    """Issue 22: it wrote into figures/ and checkpoints/ (the committed reproduction's), and a later --eval-only
+    then evaluated the quick run instead of the committed reference checkpoint."""
+    text = run_script(f"{script}.py", "--help").stdout
+    example = text.split(f"python {script}.py ", 1)[1].split()
+    suffix = ".npz" if "numpy" in script else ".pt"
+    result = run_script(ROOT / f"{script}.py", *example, "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not the report's configuration (" in result.stdout and "outputs go under runs/" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert (tmp_path / "runs" / "checkpoints" / f"{script}{suffix}").is_file()
+    record = json.loads((tmp_path / "runs" / script / "metrics.json").read_text(), parse_constant=refuse)
+    assert record["config"]["limit_train"] == 2000
+    result = run_script(ROOT / f"{script}.py", "--eval-only", "--quiet", "--no-figures", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"evaluating the committed reference checkpoint {ROOT / 'reference' / (script + suffix)}" in result.stdout
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_the_committed_reference_checkpoints_work_right_after_a_clone(script, tmp_path, mnist_dir):
     """reference/ ships seed 0 of the committed reproduction: small, and --eval-only without a checkpoints/
     folder evaluates it and gets the committed figures' numbers back."""
-    from conftest import ROOT
-
     reference = ROOT / "reference" / (script + (".npz" if "numpy" in script else ".pt"))
     assert 0 < reference.stat().st_size < 1_000_000
     result = run_script(ROOT / f"{script}.py", "--eval-only", "--out-dir", tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"evaluating the committed reference checkpoint {reference}" in result.stdout
-    again = json.loads((tmp_path / script / "metrics.json").read_text())
+    again = json.loads((tmp_path / script / "metrics.json").read_text(), parse_constant=refuse)
     committed = json.loads((ROOT / "figures" / script / "metrics.json").read_text())
     assert again["final"] == pytest.approx(committed["final"], rel=1e-6)
     assert again["config"]["seed"] == 0 and again["history"] == committed["history"]
