@@ -16,12 +16,16 @@ the kit's own models on the 28x28 result. The JSON API:
     POST /api/predict                {"width": W, "height": H, "pixels": base64 of W*H grey bytes, ink bright}
                                      -> the 28x28 image, each model's 10 probabilities, the NumPy CNN's maps
     GET  /api/test-image[?index=N]   an MNIST test image (random without index), its label and the same
+
+HEAD answers as GET without the body. Any other method, or POST where GET belongs, is a JSON 405 with an
+Allow header (404 where the path does not exist); every refusal is JSON, and the server goes on serving.
 """
 
 import base64
 import binascii
 import http.server
 import json
+import math
 import sys
 import threading
 import time
@@ -38,6 +42,7 @@ from common.checkpoint import check_shapes, load_npz
 from common.cli import Parser, run_main
 from common.data import load_mnist
 from common.errors import UsageError, UserError
+from common.io import strict_json
 from common.metrics import softmax
 from common.preprocess import preprocess
 from common.run import TITLES
@@ -49,17 +54,30 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/style.css": ("style.css", "text/css; charset=utf-8")}
 SUFFIX = {"nn_numpy": ".npz", "nn_torch": ".pt", "cnn_numpy": ".npz", "cnn_torch": ".pt"}
-MAX_BODY = 1_000_000     # bytes; a 280x280 canvas is about 105 kB of base64
 SIDES = (28, 1024)       # the smallest and largest canvas side accepted
+# bytes: the largest canvas accepted (1024x1024: 1.4 MB of base64) and room for the JSON around it; the
+# page's own 280x280 canvas sends about 105 kB
+MAX_BODY = 4 * math.ceil(SIDES[1] ** 2 / 3) + 4096
+GET_PATHS = {*STATIC, "/favicon.ico", "/api/models", "/api/test-image"}
+POST_PATHS = {"/api/predict"}
 EMPTY = "draw a digit"
 
 
 class BadRequest(Exception):
-    """A request the server refuses: answered with ``status`` and the message, and the server goes on."""
+    """A request the server refuses: answered with ``status`` and the message (and ``headers``, e.g. Allow),
+    and the server goes on."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, headers=None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers or {}
+
+
+def method_not_allowed(method, path):
+    """The refusal of ``method`` on ``path``: 405 with Allow where the path exists, else 404."""
+    allowed = "GET, HEAD" if path in GET_PATHS else "POST" if path in POST_PATHS else None
+    if allowed is None:
+        return BadRequest(404, f"no such page: {path}")
+    return BadRequest(405, f"{method} is not allowed on {path}; use {allowed.split(',')[0]}", {"Allow": allowed})
 
 
 class Slot:
@@ -236,11 +254,29 @@ def make_handler(app):
         def do_GET(self):
             self.answer(self.route_get)
 
+        def do_HEAD(self):
+            self.answer(self.route_get, send_body=False)
+
         def do_POST(self):
             self.answer(self.route_post)
 
+        def __getattr__(self, name):
+            """Every other method (PUT, DELETE, OPTIONS, ...): a JSON 405/404 instead of http.server's 501 page."""
+            if name.startswith("do_"):
+                return self.refuse_method
+            raise AttributeError(name)
+
+        def refuse_method(self):
+            self.close_connection = True  # a body it may carry is never read
+            self.answer(self.route_refused)
+
+        def route_refused(self):
+            raise method_not_allowed(self.command, urlsplit(self.path).path)
+
         def route_get(self):
             url = urlsplit(self.path)
+            if url.path in POST_PATHS:
+                raise method_not_allowed(self.command, url.path)
             if url.path in STATIC:
                 name, content_type = STATIC[url.path]
                 return 200, content_type, (PAGE / name).read_bytes()
@@ -256,8 +292,11 @@ def make_handler(app):
             raise BadRequest(404, f"no such page: {url.path}")
 
         def route_post(self):
-            if urlsplit(self.path).path != "/api/predict":
-                raise BadRequest(404, f"no such endpoint: {self.path}")
+            path = urlsplit(self.path).path
+            if path not in POST_PATHS:
+                self.close_connection = True  # its body is never read
+                raise method_not_allowed("POST", path) if path in GET_PATHS else BadRequest(
+                    404, f"no such endpoint: {self.path}")
             return 200, None, app.predict(preprocess(canvas_from_json(self.read_body())))
 
         def read_body(self):
@@ -281,26 +320,30 @@ def make_handler(app):
                     break
                 length -= len(chunk)
 
-        def answer(self, route):
+        def answer(self, route, send_body=True):
             started = time.perf_counter()
+            headers = {}
             try:
                 status, content_type, body = route()
                 if isinstance(body, dict) and "image" in body:  # the handler's time, all but the JSON encoding
                     body["milliseconds"] = round((time.perf_counter() - started) * 1000, 2)
             except BadRequest as e:
-                status, content_type, body = e.status, None, {"error": str(e)}
+                status, content_type, body, headers = e.status, None, {"error": str(e)}, e.headers
             except Exception as e:  # a bug must not stop the server: one line here, a 500 to the page
                 print(f"draw.py: {self.command} {self.path}: {type(e).__name__}: {e}", file=sys.stderr)
                 status, content_type, body = 500, None, {"error": f"{type(e).__name__}: {e}"}
             if content_type is None:
-                content_type, body = "application/json", json.dumps(body).encode()
+                content_type, body = "application/json", strict_json(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("Content-Security-Policy", "default-src 'self'")  # nothing from elsewhere
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if send_body:  # HEAD: the headers GET would send, no body
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass

@@ -223,6 +223,43 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server):
         assert server.predict(good)[0] == 200
 
 
+def test_every_other_method_gets_json_405_with_allow_or_404_and_the_server_keeps_serving(server):
+    """Issue 22: GET /api/predict was a 404, HEAD and PUT got http.server's 501 HTML page."""
+    good = seven(280, 90, 40, 60)
+    cases = [("GET", "/api/predict", 405, "POST"), ("PUT", "/api/predict", 405, "POST"),
+             ("DELETE", "/api/predict", 405, "POST"), ("POST", "/api/models", 405, "GET, HEAD"),
+             ("PUT", "/", 405, "GET, HEAD"), ("OPTIONS", "/api/test-image", 405, "GET, HEAD"),
+             ("PATCH", "/nothing-here", 404, None), ("BREW", "/api/models", 405, "GET, HEAD")]
+    for method, path, status, allow in cases:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request(method, path, body=b"{}" if method in ("PUT", "PATCH", "POST") else None)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+        assert (response.status, response.getheader("Allow")) == (status, allow), (method, path, answer)
+        assert response.getheader("Content-Type") == "application/json" and answer["error"], (method, path)
+        assert server.predict(good)[0] == 200
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("HEAD", "/api/models")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "application/json"
+    assert int(response.getheader("Content-Length")) > 0 and response.read() == b""  # as GET, without the body
+    conn.close()
+
+
+def test_the_largest_canvas_the_server_accepts_fits_its_body_limit(server):
+    """Issue 22: it accepted sides up to 1024 but a 1024x1024 canvas's body exceeded the 1 MB limit (413)."""
+    side = draw.SIDES[1]
+    canvas = np.zeros((side, side))
+    canvas[300:700, 480:540] = 1.0  # a "1", bright ink on black
+    grey = np.round(canvas * 255).astype(np.uint8)
+    body = json.dumps({"width": side, "height": side, "pixels": base64.b64encode(grey.tobytes()).decode()},
+                      indent=2)  # with whitespace: a client may send some
+    assert len(body) <= draw.MAX_BODY
+    status, answer = server.request("POST", "/api/predict", body)
+    assert status == 200 and answer["status"] == "ok", answer
+
+
 def test_a_body_without_content_length_is_refused(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.putrequest("POST", "/api/predict")
