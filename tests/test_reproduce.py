@@ -1,12 +1,14 @@
 """reproduce.py: the quick run end to end, the results table round trip, a failing model reported."""
 
+import argparse
 import json
 import re
+import shutil
 
 import pytest
 
 import reproduce
-from conftest import run_script
+from conftest import ROOT, run_script
 
 
 def fake_record(model, test_acc, seconds=10.0, seed=0):
@@ -119,7 +121,8 @@ def test_quick_run_then_eval_only_redraws_from_checkpoints(quick):
     assert (out / "comparison.png").exists()
     rows = {r["Model"].split()[0]: r["run"] for r in reproduce.parse_results_table((out / "results.md").read_text())}
     assert list(rows) == reproduce.MODELS   # the two redone rows, and the two kept from the earlier run
-    assert rows["nn_numpy"] == rows["cnn_numpy"] == "this run, seed 0"
+    assert rows["nn_numpy"] == rows["cnn_numpy"] == "re-evaluated now, seed 0"
+    assert (out / "nn_numpy" / "eval.log").is_file() and "exit code 0" in (out / "nn_numpy" / "train.log").read_text()
     assert rows["nn_torch"].startswith("earlier run (") and rows["cnn_torch"].startswith("earlier run (")
 
 
@@ -132,10 +135,77 @@ def test_a_failing_model_is_reported_and_the_others_still_finish(quick, tmp_path
     result = run_script("reproduce.py", "--quick", "--eval-only", "--models", "nn_numpy,nn_torch,cnn_numpy",
                         "--out-dir", tmp_path / "figs", "--checkpoint-dir", tmp_path / "checkpoints")
     assert result.returncode == 1
-    assert "nn_torch seed 0 failed (exit code 2)" in result.stderr
+    # issue 22: the line said "pass --checkpoint", a flag of the scripts, not of reproduce.py
+    assert re.search(r"reproduce.py: nn_torch seed 0: no checkpoint at .*nn_torch.pt and no recorded run at .*; "
+                     r"train it first \(reproduce.py without --eval-only\) or pass --checkpoint-dir; going on",
+                     result.stderr), result.stderr
+    assert "--checkpoint " not in result.stderr and "--checkpoint;" not in result.stderr
     text = (tmp_path / "figs" / "results.md").read_text()
     assert [r["Model"].split()[0] for r in reproduce.parse_results_table(text)] == ["nn_numpy", "cnn_numpy"]
-    assert "## Failed runs" in text and "no checkpoint at" in text
+    assert "## Failed runs" in text and "no checkpoint at" in text and "--checkpoint-dir" in text
+
+
+def test_quick_help_says_what_the_quick_run_runs():
+    """Issue 22: --help said "1 epoch on 2,000 training images" while the MLPs ran 3 epochs at batch 8."""
+    text = " ".join(run_script("reproduce.py", "--help").stdout.split()).replace("- ", "-")
+    assert "nn_numpy and nn_torch 3 epochs, batch 8; cnn_numpy 1 epoch, batch 8, lr 0.05; cnn_torch 1 epoch, " \
+           "batch 8" in text
+    assert "on the first 2,000 training images" in text and "into runs/quick/" in text
+    # derived from QUICK_FLAGS: each model's epochs and batch size are said beside its name
+    for model, flags in reproduce.QUICK_FLAGS.items():
+        settings = dict(zip(flags[::2], flags[1::2]))
+        phrase = next(p for p in reproduce.quick_description().split(": ", 1)[1].split("; ") if model in p)
+        assert f"{settings['--epochs']} epoch" in phrase and f"batch {settings['--batch-size']}" in phrase
+
+
+def snapshot(folder, name):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob(name))}
+
+
+def noise_section(text):
+    return text.split("\n## Beyond seed noise?", 1)[1].split("\n## Failed runs", 1)[0]
+
+
+def test_eval_only_in_a_fresh_clone_keeps_every_seeds_row_its_statistics_and_the_training_logs(tmp_path, mnist_dir):
+    """Issue 22: `reproduce.py --eval-only` right after a clone turned results.md's 3-seed rows into seed-0
+    numbers, dropped its "Beyond seed noise?" section and replaced the 20-epoch train.log files by eval logs."""
+    figures = tmp_path / "figures"
+    shutil.copytree(ROOT / "figures", figures)
+    before_text = (figures / "results.md").read_text()
+    before_rows = {r["Model"]: r for r in reproduce.parse_results_table(before_text)}
+    logs = snapshot(figures, "train.log")
+    assert len(logs) >= 4 and "## Beyond seed noise?" in before_text
+    result = run_script(ROOT / "reproduce.py", "--eval-only", "--out-dir", figures, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    text = (figures / "results.md").read_text()
+    rows = {r["Model"]: r for r in reproduce.parse_results_table(text)}
+    assert list(rows) == list(before_rows)
+    for model, row in rows.items():
+        seeds = before_rows[model]["run"].split(", ", 1)[1] if ", seed" in before_rows[model]["run"] else None
+        assert row["run"].startswith("re-evaluated now (seed 0) + earlier run (") and row["run"].endswith(seeds)
+        for column in reproduce.COLUMNS:
+            if column not in ("run", "seconds"):
+                assert row[column] == before_rows[model][column], (model, column)
+    assert noise_section(text) == noise_section(before_text)
+    assert snapshot(figures, "train.log") == logs
+    for model in reproduce.MODELS:
+        name = reproduce.checkpoint_name(model)
+        assert f"[{model} seed 0] evaluating {ROOT / 'reference' / name} (no checkpoints/{name}: the committed " \
+               f"reference checkpoint)" in result.stdout
+        assert f"[{model} seed 1] no checkpoint at checkpoints/seed1/{name}; keeping the recorded run" in result.stdout
+        assert "exit code 0" in (figures / model / "eval.log").read_text()
+    assert (figures / "comparison.png").stat().st_size > 10_000
+
+
+def test_the_comparison_is_drawn_from_every_seeds_record(tmp_path, monkeypatch):
+    from common import plots
+
+    records = {m: [fake_record(m, 0.98 + i / 1000, seed=i) for i in range(3)] for m in reproduce.MODELS}
+    labels = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: labels.extend(
+        t.get_text() for t in fig.axes[1].get_legend().get_texts()))
+    reproduce.plot_comparison(tmp_path / "c.png", records)
+    assert "ours (mean ± std, 3 seed(s))" in labels
 
 
 def test_unknown_model_is_a_usage_error():
@@ -174,3 +244,85 @@ def test_findings_train_the_extra_configurations_and_write_the_page(quick):
     text = (out / "findings.md").read_text()
     assert text.count("\n## ") >= 9 and "TBD" not in text
     assert "| 6. Frameworks benefit from GPU acceleration |" in text
+
+
+# --- reusing the runs on disk (common/reuse.py decides; reproduce.RunsOnDisk runs the checks) ------------------
+
+FIRST = {"epoch": 1, "test_loss": 0.1617, "test_acc": 0.9509, "train_loss_running": 0.3725, "order_digest": "16fc"}
+
+
+def runs_on_disk(tmp_path, fresh_first_epoch, config=None):
+    """A RunsOnDisk over tmp_path whose script config, code digest and first-epoch runs are stand-ins."""
+    args = argparse.Namespace(out_dir=tmp_path, quick=False, data_dir=None)
+    runs = reproduce.RunsOnDisk(args)
+    runs.wanted = lambda model, group, seed: {"epochs": 5, "lr": 0.1, "seed": seed, **(config or {})}
+    runs.digest = lambda model: "sha256:now"
+    runs.checked = []
+    runs.first_epoch = lambda model, seed, group: lambda: runs.checked.append((model, seed, group)) or \
+        {"history": [{**FIRST, **fresh_first_epoch}]}
+    return runs
+
+
+def write_run(path, **changes):
+    record = {"config": {"epochs": 5, "lr": 0.1, "seed": 1, "architecture": "x"}, "history": [FIRST, {"epoch": 2}],
+              "final": {"test_acc": 0.98}, **changes}
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    return record
+
+
+def test_a_run_recorded_before_code_digests_is_reused_once_its_first_epoch_matches(tmp_path, capsys):
+    runs = runs_on_disk(tmp_path, {"train_loss": 0.12, "seconds": 9.0})   # fields a 1-epoch run adds or differs in
+    path = reproduce.run_dir(tmp_path, "nn_numpy", 1) / "metrics.json"
+    write_run(path)
+    record, why = runs.check("nn_numpy", 1)
+    assert record is not None and why == "its first epoch matched bit for bit"
+    assert runs.checked == [("nn_numpy", 1, None)] and json.loads(path.read_text())["code_verified"] == ["sha256:now"]
+    printed = capsys.readouterr().out
+    assert "[nn_numpy seed 1] verified by its first epoch: reused (recorded before code digests" in printed
+    record, why = runs.check("nn_numpy", 1)                      # the next call trusts it without a check
+    assert why == "same configuration and seed; its first epoch matched this code before" and len(runs.checked) == 1
+    assert "nn_numpy 1 in " in runs.summary()
+
+
+def test_a_run_whose_first_epoch_differs_or_whose_configuration_changed_is_trained_again(tmp_path):
+    path = reproduce.findings_run_dir(tmp_path, "nn_numpy+momentum", 0) / "nn_numpy" / "metrics.json"
+    write_run(path, code="sha256:before", config={"epochs": 5, "lr": 0.1, "seed": 0})
+    record, why = runs_on_disk(tmp_path, {"test_loss": 0.1618}).check("nn_numpy", 0, "nn_numpy+momentum")
+    assert record is None and why == "the code changed since, and its first epoch differs under this code (test_loss)"
+    assert "code_verified" not in json.loads(path.read_text())
+    record, why = runs_on_disk(tmp_path, {}, {"lr": 0.01}).check("nn_numpy", 0, "nn_numpy+momentum")
+    assert record is None and why == "its configuration differs: lr 0.1 -> 0.01"
+    assert runs_on_disk(tmp_path, {}).check("nn_numpy", 3) == (None, "no run on disk")
+
+
+def test_run_flags_and_the_findings_plan(tmp_path):
+    args = argparse.Namespace(quick=True, out_dir=tmp_path, seeds=2)
+    assert reproduce.run_flags("cnn_numpy", args) == reproduce.QUICK_FLAGS["cnn_numpy"]
+    assert reproduce.run_flags("nn_numpy", args, "nn_numpy+momentum") == \
+        ["--lr", "0.01", "--momentum", "0.9", *reproduce.QUICK_BASE]
+    write_run(reproduce.findings_run_dir(tmp_path, "cnn_torch+sgd", 4) / "cnn_torch" / "metrics.json")
+    plan = reproduce.findings_plan(args, ["nn_numpy"])
+    assert plan == [("nn_numpy+momentum", 0, True), ("nn_numpy+permuted", 0, True), ("nn_numpy+momentum", 1, True),
+                    ("nn_numpy+permuted", 1, True), ("cnn_torch+sgd", 4, False)]   # on disk: checked, not trained
+
+
+def test_training_seconds_count_only_the_runs_trained_now():
+    records = {"nn_numpy": [fake_record("nn_numpy", 0.98, seed=0), fake_record("nn_numpy", 0.98, seed=1)]}
+    for r in records["nn_numpy"]:
+        r["history"] = [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 3.0}]
+    assert reproduce.training_seconds(records, [("nn_numpy", 1)]) == 5.0
+
+
+def test_a_second_quick_run_trains_nothing_and_rewrites_the_same_numbers(quick):
+    """Runs last: it rewrites results.md without training."""
+    out, _ = quick
+    before = reproduce.parse_results_table((out / "results.md").read_text())
+    result = run_script("reproduce.py", "--quick", "--out-dir", out, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    for model in reproduce.MODELS:
+        assert f"[{model} seed 0] reused: same configuration, seed and code" in result.stdout
+    assert "epoch  1/1" not in result.stdout and "0 run(s) finished, 4 reused from disk" in result.stdout
+    after = reproduce.parse_results_table((out / "results.md").read_text())
+    numbers = ["Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss"]
+    assert [[row[c] for c in numbers] for row in after] == [[row[c] for c in numbers] for row in before]
