@@ -1,262 +1,105 @@
-"""The report's CNN in pure NumPy, vectorized: conv(1->16) ReLU pool -> conv(16->32) ReLU pool -> linear(1568->10).
+"""The report's CNN in pure NumPy: conv(1->16) ReLU pool -> conv(16->32) ReLU pool -> linear(1568->10).
 
     python cnn_numpy.py                          # the report's run: 5 epochs, lr 0.01, batch 16, SGD, Xavier init
     python cnn_numpy.py --epochs 1 --limit-train 2000 --batch-size 8 --lr 0.05   # a quick run that learns (~90%)
+    python cnn_numpy.py --layers textbook        # train with the layers below, in one process (slower)
     python cnn_numpy.py --optimizer adam --lr 0.001 --epochs 10 --batch-size 32 --init pytorch   # cnn_torch's recipe
-    python cnn_numpy.py --processes 1            # one process: slower, the same numbers bit for bit
     python cnn_numpy.py --eval-only              # redraw figures/cnn_numpy/ from checkpoints/cnn_numpy.npz
                                                  # (or the committed reference/cnn_numpy.npz)
 
 The CNN is the MLP of nn_numpy.py with convolutions in front: Linear, ReLU, Flatten, SoftmaxCrossEntropy,
-SGD and the training loop are imported from there. Each batch is computed as two halves whose gradients
-are added, in two processes where the machine has two cores (common/halves.py). Conv2d is im2col + one
-matrix product, with im2col and col2im built from k*k slice copies, so no Python loop runs over images,
-channels or pixels.
+SGD and the training loop are imported from there; this file adds Conv2d and MaxPool2d. Arrays are
+(N, C, H, W): images, channels, rows, columns.
 
-Layout: every layer takes and returns (N, C, H, W) arrays, as PyTorch does, but not in C order, because
-2x2 max-pooling over stride-2 views of rows ran ~3.6x slower than over contiguous runs here:
-- the first Conv2d (no input gradient) hands MaxPool2d the four corners of the 2x2 windows as four
-  contiguous blocks (PoolCorners), and that pooling returns channel-major arrays, (C, N, H, W) in memory,
-  which the second Conv2d's im2col reads without a transpose copy;
-- the second Conv2d's output is stored channel-last, (N, H, W, C) in memory, so its pooling reads runs of
-  32 channels (its matrix product writes that order; the layer got ~0.03 ms slower per 8 images, its
-  pooling ~0.06 ms faster).
-ReLU, MaxPool2d and Flatten keep the memory order they are given, gradients included.
+Two paths compute the same network. --layers textbook trains with the classes in this file, whole batches
+through nn_numpy.py's loop. --layers fast (the default, so the report's run takes seconds, not minutes) uses
+fast_cnn/: the same layers laid out for the CPU's caches, each batch as two halves in two processes. The two
+start from the same weights and see the same batches; tests/test_fast_layers.py proves that they compute the
+same values and gradients (up to rounding).
 """
 
-import functools
 import sys
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+import fast_cnn.layers
 from common.checkpoint import save_npz
 from common.cli import make_parser, parse_args, run_main
-from common.halves import PIECE, available_cores, can_fork, default_processes
 from common.run import Run, dump_config
-from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, blas_threads,
-                      init_weights, make_optimizer, prepare, train_or_evaluate)
-
-
-class PoolCorners:
-    """A Conv2d output (N, C, H, W), H and W even, kept as the four corners of its 2x2 pooling windows.
-
-    blocks: (4, C, N, H // 2, W // 2) with blocks[2a + b][c, n, r, s] = output[n, c, 2r + a, 2s + b].
-    No strided view of an (N, C, H, W) array can put the corners in contiguous blocks, hence this wrapper.
-    A MaxPool2d right after reads the four blocks instead of four stride-2 views, ~3.6x faster here, forward
-    and backward together (benchmarks/README.md); anything else gets the plain (N, C, H, W) array from
-    np.asarray. MaxPool2d's backward returns the input gradient in the same form, and Conv2d's backward takes
-    either.
-    """
-
-    def __init__(self, blocks):
-        self.blocks = blocks
-        _, c, n, h, w = blocks.shape
-        self.shape, self.ndim, self.dtype = (n, c, 2 * h, 2 * w), 4, blocks.dtype
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        if copy is False:
-            raise ValueError("PoolCorners: the plain (N, C, H, W) array is always a copy")
-        _, c, n, h, w = self.blocks.shape
-        plain = self.blocks.reshape(2, 2, c, n, h, w).transpose(3, 2, 4, 0, 5, 1).reshape(self.shape)
-        return plain if dtype is None else plain.astype(dtype, copy=False)
-
-    @staticmethod
-    def of(x):
-        """The blocks of ``x``: PoolCorners' own, or copied out of a plain (N, C, H, W) array."""
-        if isinstance(x, PoolCorners):
-            return x.blocks
-        n, c, h, w = x.shape
-        return np.ascontiguousarray(x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(3, 5, 1, 0, 2, 4)
-                                    ).reshape(4, c, n, h // 2, w // 2)
+from fast_cnn.halves import PIECE, Halves, available_cores, can_fork, default_processes
+from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, init_weights,
+                      make_optimizer, prepare, train_or_evaluate)
 
 
 class Conv2d:
-    """2-D convolution (cross-correlation, as torch.nn.Conv2d), stride 1, zero padding.
+    """2-D convolution with a k x k kernel, stride 1 and zero padding p (cross-correlation, as torch.nn.Conv2d).
 
-    x: (N, C_in, H, W) -> (N, C_out, H + 2p - k + 1, W + 2p - k + 1), in the parameters' dtype.
-    W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward.
-    input_grad=False: backward returns None instead of dx (for a first layer, whose dx nobody uses).
-    pool_corners=True (with input_grad=False): an even-sized output comes as PoolCorners, for a MaxPool2d(2)
-    right after. Only without input gradient: col2im into the corner order ran 7x slower than the plain one.
+    x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo), Ho = H + 2p - k + 1, Wo = W + 2p - k + 1.
+    W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward. Computed in the parameters' dtype.
+
+        y[n, o, i, j] = b[o] + sum over c, u, v of  W[o, c, u, v] * xp[n, c, i + u, j + v]
+
+    where xp is x with p zeros around each image. As one matrix product (im2col): each row of ``cols`` is one
+    output pixel's window, cols[(n, i, j), (c, u, v)] = xp[n, c, i + u, j + v], and y = cols @ W_flat.T + b
+    with W_flat = W reshaped to (C_out, C_in*k*k).
     """
 
     params = ("W", "b")
-    BLOCK_BYTES = 2 ** 20  # im2col columns per matrix product; see blocks()
 
     def __init__(self, in_channels, out_channels, kernel_size, padding=0, rng=None, dtype=np.float32,
-                 init="pytorch", input_grad=True, pool_corners=False):
-        if pool_corners and input_grad:
-            raise ValueError("Conv2d: pool_corners needs input_grad=False")
-        dtype = np.dtype(dtype)
-        self.input_grad, self.pool_corners, self.cornered = input_grad, pool_corners, False
+                 init="pytorch"):
         rng = rng if rng is not None else np.random.default_rng()
         k = kernel_size
         self.k, self.padding = k, padding
         self.W, bound = init_weights((out_channels, in_channels, k, k), in_channels * k * k,
-                                     out_channels * k * k, init, rng, dtype)
+                                     out_channels * k * k, init, rng, np.dtype(dtype))
         self.b = rng.uniform(-bound, bound, out_channels).astype(dtype)
         self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
 
     def forward(self, x):
-        x = np.asarray(x)
+        """y = im2col(x) @ W_flat.T + b, reshaped to (N, C_out, Ho, Wo)."""
         n, c, h, w = x.shape
         k, p = self.k, self.padding
-        hp, wp = h + 2 * p, w + 2 * p
-        ho, wo = hp - k + 1, wp - k + 1
-        self.cornered = self.pool_corners and ho % 2 == 0 and wo % 2 == 0
-        if self.cornered:
-            return self.forward_corners(x)
-        # Zero-padded images, channel-major and flattened, with rows ``wr`` = max(W, Wo) wide and no padding
-        # columns between them: the window at offset (i, j) of every output pixel is then the flat slice
-        # starting at i * wr + j, and im2col is k*k contiguous slice copies. A window that reaches past the
-        # left or right edge of its row reads the neighbouring row instead of zeros; those entries (one column
-        # in 14 per row of windows, for k = 3 and padding 1) are zeroed afterwards (wraps()). For padding
-        # (k - 1) / 2, the usual one, no column is computed in vain. The bias rides in the product as a last
-        # row of ones in the columns, which also makes the bias gradient the last row of the weight
-        # gradient's product.
-        wr, base, rows = self.row_layout(h, w)
-        padded = np.zeros((c, n, (ho + k - 1) * wr + k - 1), dtype=self.W.dtype)
-        padded[:, :, base:base + h * wr].reshape(c, n, h, wr)[:, :, :, :w] = x.transpose(1, 0, 2, 3)
-        size = ho * wr  # columns per image
-        weights = np.concatenate([self.W.reshape(len(self.W), -1), self.b[:, None]], axis=1)
-        out = np.empty((n * size, len(self.W)), dtype=self.W.dtype)  # (N*Ho*Wr, C_out): channel-last
-        self.x_shape, self.cols = x.shape, []
-        with blas_threads():
-            for lo, hi in self.blocks(n, c * k * k * size * self.W.itemsize):
-                cols = np.empty((c * k * k + 1, (hi - lo) * size), dtype=self.W.dtype)
-                windows = cols[:-1].reshape(c, k, k, hi - lo, size)
-                for i in range(k):
-                    for j in range(k):
-                        windows[:, i, j] = padded[:, lo:hi, i * wr + j:i * wr + j + size]
-                for j, columns in self.wraps(k, p, w, wo):
-                    windows.reshape(c, k, k, hi - lo, ho, wr)[:, :, j, :, :, columns] = 0
-                cols[-1] = 1
-                np.matmul(cols.T, weights.T, out=out[lo * size:hi * size])
-                self.cols.append(cols)  # (C_in*k*k + 1, images*Ho*Wr)
-        out = out.reshape(n, ho, wr, -1)
-        return (out if wr == wo else out[:, :, :wo]).transpose(0, 3, 1, 2)
-
-    def row_layout(self, h, w):
-        """(wr, base, rows): the row width of the flat images, where pixel (0, 0) sits, and the rows per image in
-        backward's input gradient.
-
-        In forward, pixel (r, c) of each zero-padded image sits at base + r * wr + c (base = p * wr + p: p zero
-        rows above it, and the slices start p early), and the window at offset (i, j) of output pixel (y, x)
-        starts at (y * wr + x) + i * wr + j. In backward, output pixel (y, x) of image m, channel ch sits at
-        ((ch * N + m) * rows + y) * wr + x, with zeros for y >= Ho or x >= Wo, and its offset (i, j) sends
-        gradient to the input pixel (i - p) * wr + (j - p) further on: one flat slice per offset covers every
-        image and channel. Wide enough for both the input and the output, so the two line up; wraps() lists
-        what crosses an edge.
-        """
-        k, p = self.k, self.padding
-        wr = max(w, w + 2 * p - k + 1)
-        return wr, p * wr + p, max(h, h + 2 * p - k + 1)
-
-    @staticmethod
-    @functools.cache  # computing it took ~3 us, three times a step
-    def wraps(k, p, size, width):
-        """[(offset, slice)]: for each offset (j along a row, or i down a column) of a k x k kernel with padding p
-        whose windows reach past an edge, the output positions (of the first ``width``) at which it reads or
-        writes input position x + j - p outside 0..size-1: in the flat layout that lands in the neighbouring
-        row or image, so these entries must be zeros. For k = 3 and padding 1: the first position for offset
-        0, the last for offset 2."""
-        return [(j, slice(lo, hi)) for j in range(k)
-                for lo, hi in ((0, min(max(p - j, 0), width)), (max(size + p - j, 0), width)) if lo < hi]
-
-    def forward_corners(self, x):
-        """forward() as PoolCorners: im2col gathers each corner's columns with one strided copy, and one
-        matrix product per corner writes that corner's block. No extra columns, no blocks of images. The
-        bias rides in the product as a last row of ones (adding it after cost ~15 us of 100 here), which
-        also makes the bias gradient the last column of the weight gradient's product."""
-        n, c, h, w = x.shape
-        k, p = self.k, self.padding
-        ho, wo = (h + 2 * p - k + 1) // 2, (w + 2 * p - k + 1) // 2  # pooled size
-        padded = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=self.W.dtype)
-        padded[:, :, p:p + h, p:p + w] = x
-        sn, sc, sy, sx = padded.strides
-        # cols[a, b, ch, i, j, image, r, s] = padded[image, ch, 2r + a + i, 2s + b + j], in two copies: the
-        # stride-2 gather once per offset q = a + i, t = b + j (16 of them for k = 3, not 36), then the
-        # columns as contiguous runs of it. One strided copy of all 36 took 27 us here, these two 17.
-        shifted = np.empty((k + 1, k + 1, c, n, ho, wo), dtype=self.W.dtype)
-        shifted[...] = as_strided(padded, shifted.shape, (sy, sx, sc, sn, 2 * sy, 2 * sx), writeable=False)
-        sq, st, sch = shifted.strides[:3]
-        self.x_shape, self.cols = x.shape, np.empty((4, c * k * k + 1, n * ho * wo), dtype=self.W.dtype)
-        self.cols[:, :-1].reshape(2, 2, c, k, k, -1)[...] = as_strided(
-            shifted, (2, 2, c, k, k, n * ho * wo), (sq, st, sch, sq, st, shifted.itemsize), writeable=False)
-        self.cols[:, -1] = 1
-        weights = np.concatenate([self.W.reshape(len(self.W), -1), self.b[:, None]], axis=1)
-        with blas_threads():
-            out = np.matmul(weights, self.cols)  # (4, C_out, N*Ho*Wo / 4)
-        return PoolCorners(out.reshape(4, len(self.W), n, ho, wo))
-
-    def blocks(self, n, bytes_per_image):
-        """(first, end) image ranges of about BLOCK_BYTES of im2col columns each.
-
-        Why blocks: one im2col block and its products then stay in the CPU's cache; over a whole batch of
-        32 the matrix products ran about 20% slower here.
-        """
-        step = max(1, self.BLOCK_BYTES // bytes_per_image)
-        return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        ho, wo = h + 2 * p - k + 1, w + 2 * p - k + 1
+        xp = np.pad(x.astype(self.W.dtype, copy=False), ((0, 0), (0, 0), (p, p), (p, p)))
+        # im2col: the k*k shifted (Ho, Wo) slices of xp, one per kernel offset (u, v)
+        windows = np.empty((n, ho, wo, c, k, k), dtype=self.W.dtype)
+        for u in range(k):
+            for v in range(k):
+                windows[:, :, :, :, u, v] = xp[:, :, u:u + ho, v:v + wo].transpose(0, 2, 3, 1)
+        self.x_shape = x.shape
+        self.cols = windows.reshape(n * ho * wo, c * k * k)  # (N*Ho*Wo, C_in*k*k)
+        y = self.cols @ self.W.reshape(len(self.W), -1).T + self.b  # (N*Ho*Wo, C_out)
+        return np.ascontiguousarray(y.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
 
     def backward(self, dout):
-        if self.cornered:
-            d = PoolCorners.of(dout).reshape(4, len(self.W), -1)
-            with blas_threads():
-                dWb = np.matmul(d, self.cols.transpose(0, 2, 1)).sum(axis=0)  # one product per corner
-            self.dW, self.db = np.ascontiguousarray(dWb[:, :-1]).reshape(self.W.shape), dWb[:, -1].copy()
-            return None
+        """dout = dL/dy, (N, C_out, Ho, Wo) -> dx = dL/dx, (N, C_in, H, W); sets dW and db.
+
+        With dY = dout as rows of output pixels, (N*Ho*Wo, C_out):
+            dW = (dY.T @ cols) reshaped to W's shape,   db[o] = sum over n, i, j of dout[n, o, i, j],
+            dcols = dY @ W_flat, and col2im: each window's gradient is added back onto the pixels it was
+            copied from, dxp[n, c, i + u, j + v] += dcols[(n, i, j), (c, u, v)]; dx is dxp without the padding.
+        """
         n, c, h, w = self.x_shape
-        k, p, out_channels = self.k, self.padding, len(self.W)
-        wr, base, rows = self.row_layout(h, w)
+        k, p = self.k, self.padding
         ho, wo = dout.shape[2:]
-        size = ho * wr
-        # The gradient as forward's output, channel-last, (N, rows, Wr, C_out) with rows >= Ho and Wr >= Wo:
-        # zero for the extra columns and rows, which forward did not compute or dropped. For padding
-        # (k - 1) / 2 there are none, and a channel-last dout (MaxPool2d's backward returns one) is used as is.
-        if (rows, wr) == (ho, wo):
-            tall = np.ascontiguousarray(dout.transpose(0, 2, 3, 1))
-        else:
-            tall = np.zeros((n, rows, wr, out_channels), dtype=dout.dtype)
-            tall[:, :ho, :wo] = dout.transpose(0, 2, 3, 1)
-        d = tall[:, :ho].reshape(-1, out_channels)  # (N*Ho*Wr, C_out): the columns forward computed
-        dWb = np.zeros((c * k * k + 1, out_channels), dtype=d.dtype)
-        with blas_threads():
-            for (lo, hi), cols in zip(self.blocks(n, c * k * k * size * self.W.itemsize), self.cols):
-                dWb += cols @ d[lo * size:hi * size]
-            self.dW, self.db = dWb[:-1].T.reshape(self.W.shape), dWb[-1]
-            if not self.input_grad:
-                return None
-            # col2im over the images stacked ``rows`` apart, channel after channel: the columns of offset (i, j)
-            # are then one contiguous run, added with one flat slice, where adding (C_in, N, Ho*Wr) blocks into
-            # strided slices ran ~4x slower here. First the entries that would cross a row's or an image's
-            # edge are zeroed: their input pixels are padding.
-            stacked = c * n * rows * wr
-            dcols = self.W.transpose(2, 3, 1, 0).reshape(k * k * c, out_channels) @ tall.reshape(-1, out_channels).T
-        per_offset = dcols.reshape(k, k, c, n, rows, wr)
-        for j, columns in self.wraps(k, p, w, wr):
-            per_offset[:, j, :, :, :, columns] = 0
-        for i, lines in self.wraps(k, p, h, rows):
-            per_offset[i, :, :, :, lines] = 0
-        dcols = dcols.reshape(k * k, stacked)  # rows (i, j), each (C_in, N, rows, Wr)
-        dflat = np.zeros(stacked + max(k - 1, p) * (wr + 1), dtype=d.dtype)
-        for i in range(k):
-            for j in range(k):
-                dflat[i * wr + j:i * wr + j + stacked] += dcols[i * k + j]
-        dx = dflat[base:base + stacked].reshape(c, n, rows * wr)[:, :, :h * wr].reshape(c, n, h, wr)[:, :, :, :w]
-        return dx.transpose(1, 0, 2, 3)
+        d = dout.transpose(0, 2, 3, 1).reshape(-1, len(self.W))  # (N*Ho*Wo, C_out)
+        self.dW = (d.T @ self.cols).reshape(self.W.shape)
+        self.db = d.sum(axis=0)
+        dwindows = (d @ self.W.reshape(len(self.W), -1)).reshape(n, ho, wo, c, k, k)
+        dxp = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=d.dtype)
+        for u in range(k):  # col2im: the k*k slice adds that undo im2col's k*k slice copies
+            for v in range(k):
+                dxp[:, :, u:u + ho, v:v + wo] += dwindows[:, :, :, :, u, v].transpose(0, 3, 1, 2)
+        return dxp[:, :, p:p + h, p:p + w]
 
 
 class MaxPool2d:
-    """2x2 max pooling, stride 2 (odd trailing rows/columns dropped, as PyTorch).
+    """2x2 max pooling, stride 2. x: (N, C, H, W) -> y: (N, C, H // 2, W // 2), same dtype.
 
-    x: (N, C, H, W) -> (N, C, H // 2, W // 2), same dtype and memory order as x; or x: PoolCorners (from a
-    Conv2d with pool_corners) -> (N, C, H // 2, W // 2) channel-major, and backward returns PoolCorners.
-    The gradient of each window goes to exactly one element: the first maximum in row-major order
-    (top-left, top-right, bottom-left, bottom-right), which is what PyTorch does on ties.
+        y[n, c, i, j] = max of the window x[n, c, 2i:2i+2, 2j:2j+2]
+
+    An odd last row or column belongs to no window and is dropped, as in PyTorch.
     """
 
     params = ()
@@ -266,53 +109,37 @@ class MaxPool2d:
             raise ValueError("only 2x2 pooling is implemented")
 
     def forward(self, x):
-        self.x = x
-        if isinstance(x, PoolCorners):
-            self.corners = list(x.blocks)  # (C, N, H // 2, W // 2) each, contiguous
-        else:
-            h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-            self.corners = [x[:, :, a:h:2, b:w:2] for a in (0, 1) for b in (0, 1)]
-        # The two row maxima are kept: backward picks the winner from them with 3 comparisons, not 4 masks.
-        self.top = np.maximum(self.corners[0], self.corners[1])
-        self.bottom = np.maximum(self.corners[2], self.corners[3])
-        out = np.maximum(self.top, self.bottom)
-        return out.transpose(1, 0, 2, 3) if isinstance(x, PoolCorners) else out
+        n, c, h, w = x.shape
+        ho, wo = h // 2, w // 2
+        # (N, C, Ho, Wo, 4): the four values of each window, in row-major order
+        windows = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5)
+        windows = windows.reshape(n, c, ho, wo, 4)
+        self.x_shape = x.shape
+        self.winner = windows.argmax(axis=-1)  # the first maximum of each window
+        return np.take_along_axis(windows, self.winner[..., None], axis=-1)[..., 0]
 
     def backward(self, dout):
-        x = self.x
-        if isinstance(x, PoolCorners):
-            dx = PoolCorners(np.empty_like(x.blocks, dtype=dout.dtype))
-            targets = list(dx.blocks)
-            dout = dout.transpose(1, 0, 2, 3)  # as self.top: (C, N, H // 2, W // 2)
-        else:
-            dx = np.empty_like(x, dtype=dout.dtype)  # keeps x's memory order (channel-last after Conv2d)
-            h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-            dx[:, :, h:], dx[:, :, :, w:] = 0, 0  # the cropped odd row/column, if any
-            targets = [dx[:, :, a:h:2, b:w:2] for a in (0, 1) for b in (0, 1)]
-        if dout.strides != self.top.strides:  # e.g. N-major from Flatten: one copy into x's order, not 6 slow ops
-            dout_in_order = np.empty_like(self.top, dtype=dout.dtype)
-            dout_in_order[...] = dout
-            dout = dout_in_order
-        # The winners as 0/1 in dout's dtype, and each loser's share as what is left: a multiply by a boolean
-        # mask casts it on the fly, ~2.5x slower here than the float multiply.
-        top = dout * (self.top >= self.bottom).astype(dout.dtype)  # on a tie the top row comes first
-        for a, rows in enumerate((top, dout - top)):
-            np.multiply(rows, (self.corners[2 * a] >= self.corners[2 * a + 1]).astype(dout.dtype),
-                        out=targets[2 * a])
-            np.subtract(rows, targets[2 * a], out=targets[2 * a + 1])
+        """dx = dout at the first maximum of each window (the one argmax picks; PyTorch picks the same on ties),
+        0 elsewhere: y depends on that element only, with slope 1."""
+        n, c, h, w = self.x_shape
+        ho, wo = h // 2, w // 2
+        dwindows = np.zeros((n, c, ho, wo, 4), dtype=dout.dtype)
+        np.put_along_axis(dwindows, self.winner[..., None], dout[..., None], axis=-1)
+        dx = np.zeros(self.x_shape, dtype=dout.dtype)
+        dx[:, :, :2 * ho, :2 * wo] = dwindows.reshape(n, c, ho, wo, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+            n, c, 2 * ho, 2 * wo)
         return dx
 
 
 def cnn(rng, dtype=np.float32, init="xavier"):
     """The report's CNN, by default with Xavier/Glorot-uniform weights and zero biases.
 
-    Pooling comes before ReLU: the two commute exactly (max(relu(x)) = relu(max(x)), and both send a window's
-    gradient to the same element), and this way ReLU touches 4x fewer elements.
+    (N, 1, 28, 28) -> conv 3x3 -> (N, 16, 28, 28) -> ReLU -> pool -> (N, 16, 14, 14)
+                   -> conv 3x3 -> (N, 32, 14, 14) -> ReLU -> pool -> (N, 32, 7, 7) -> flatten (N, 1568)
+                   -> linear -> (N, 10) logits
     """
-    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init=init, input_grad=False,
-                             pool_corners=True),
-                      MaxPool2d(2), ReLU(),
-                      Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init=init), MaxPool2d(2), ReLU(),
+    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init=init), ReLU(), MaxPool2d(2),
+                      Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init=init), ReLU(), MaxPool2d(2),
                       Flatten(),
                       Linear(32 * 7 * 7, 10, rng, dtype, init=init))
 
@@ -321,25 +148,43 @@ def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
                     epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd", init="xavier")
     add_dtype_flag(p)
-    p.add_argument("--processes", type=int, choices=[1, 2], default=default_processes(),
-                   help="processes computing each batch's two halves: 2 runs the second half in a forked worker "
-                        "(Linux); the numbers are the same either way (default: %(default)s on this machine, "
-                        f"which has {available_cores()} core(s){'' if can_fork() else ' and cannot fork'})")
+    p.add_argument("--layers", choices=["textbook", "fast"], default="fast",
+                   help="textbook: the Conv2d and MaxPool2d of this file, whole batches in one process; fast: "
+                        "fast_cnn/, the same network laid out for speed, each batch as two halves (default: "
+                        "%(default)s)")
+    p.add_argument("--processes", type=int, choices=[1, 2], default=None,
+                   help="--layers fast: processes computing each batch's two halves; 2 runs the second half in "
+                        "a forked worker (Linux), and the numbers are the same either way (default: "
+                        f"{default_processes()} on this machine, which has {available_cores()} core(s)"
+                        f"{'' if can_fork() else ' and cannot fork'})")
     return p
 
 
 def main(argv=None):
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    if args.layers == "textbook" and args.processes is not None:
+        parser.error("--processes applies to --layers fast only (the textbook layers run in one process)")
     checkpoint, init_rng, order_rng, dtype, data, test_images = prepare(args, "cnn_numpy")
     as_nchw = lambda images: images.reshape(len(images), 1, 28, 28)  # noqa: E731
     data = (as_nchw(data[0]), data[1], as_nchw(data[2]), data[3])
+    if args.layers == "textbook":
+        config = dump_config(args, architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
+                                                "maxpool2-linear(1568->10)", layers="textbook")
+        run = Run("cnn_numpy", "numpy", config, args, save_npz)
+        model = cnn(init_rng, dtype, args.init)
+        train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
+                          test_images, checkpoint)
+        return
     config = dump_config(args, architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-"
-                                            "ReLU-linear(1568->10)",
-                         split_batches=f"two halves, pieces of at most {PIECE} images (common/halves.py)")
+                                            "ReLU-linear(1568->10)", layers="fast",
+                         split_batches=f"two halves, pieces of at most {PIECE} images (fast_cnn/halves.py)")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
-    model = cnn(init_rng, dtype, args.init)
-    train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
-                      test_images, checkpoint, processes=args.processes)
+    model = fast_cnn.layers.cnn(init_rng, dtype, args.init)
+    processes = args.processes or default_processes()
+    with Halves(model, data[0], data[1], (data[0], data[2]), processes) as halves:
+        train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
+                          test_images, checkpoint, halves=halves)
 
 
 if __name__ == "__main__":

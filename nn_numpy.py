@@ -11,18 +11,17 @@ attributes (W, b, dW, db). cnn_numpy.py builds the CNN from these same classes. 
 is imported, here or through common/.
 """
 
-import contextlib
 import functools
 import math
 import sys
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from common import original
 from common.checkpoint import check_shapes, load_npz, save_npz
 from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
-from common.halves import Halves
 from common.run import Run, dump_config
 
 
@@ -38,48 +37,6 @@ def init_weights(shape, fan_in, fan_out, init, rng, dtype):
     if init == "xavier":
         return rng.uniform(-1, 1, shape).astype(dtype) * dtype.type(math.sqrt(6 / (fan_in + fan_out))), 0.0
     raise ValueError(f"unknown init {init!r}")
-
-
-BLAS_THREADS = 1
-
-
-@functools.cache
-def _blas_libraries():
-    from threadpoolctl import ThreadpoolController  # not torch: the NumPy scripts never import it
-    return ThreadpoolController().select(user_api="blas").lib_controllers
-
-
-_OPEN = []  # the thread counts of the blas_threads() contexts open now, innermost last
-_ALREADY_SET = contextlib.nullcontext()
-
-
-def blas_threads(threads=None):
-    """NumPy's matrix products run on ``threads`` BLAS threads inside this context (default: BLAS_THREADS).
-
-    Why one: the layers' products are small, and on a shared 2-core machine a second BLAS thread waits for a
-    busy core: training steps ran 10-50x slower with two (README, Speed and memory). Costs ~4 us when the
-    count must be set and restored, ~1 us when it is already right, and ~0.1 us inside an enclosing
-    blas_threads() of the same count: train_epoch and predict open one around their loops, so the layers'
-    own (which keep a layer used alone right) cost next to nothing there; that was 5% of an MLP epoch.
-    """
-    threads = threads or BLAS_THREADS
-    if _OPEN and _OPEN[-1] == threads:
-        return _ALREADY_SET
-    return _set_blas_threads(threads)
-
-
-@contextlib.contextmanager
-def _set_blas_threads(threads):
-    changed = [(lib, n) for lib in _blas_libraries() if (n := lib.get_num_threads()) not in (None, threads)]
-    for lib, _ in changed:
-        lib.set_num_threads(threads)
-    _OPEN.append(threads)
-    try:
-        yield
-    finally:
-        _OPEN.pop()
-        for lib, n in changed:
-            lib.set_num_threads(n)
 
 
 class Linear:
@@ -100,14 +57,13 @@ class Linear:
 
     def forward(self, x):
         self.x = x
-        with blas_threads():
-            return x @ self.W + self.b
+        return x @ self.W + self.b
 
     def backward(self, dout):
-        with blas_threads():
-            self.dW = self.x.T @ dout
-            self.db = dout.sum(axis=0)
-            return dout @ self.W.T if self.input_grad else None
+        """dout = dL/dy (N, out) -> dx = dout @ W.T (N, in); dW = x.T @ dout, db = dout summed over the batch."""
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T if self.input_grad else None
 
 
 class ReLU:
@@ -145,8 +101,6 @@ class SoftmaxCrossEntropy:
 
     forward(logits (N, C), labels (N,) int) -> mean loss (a scalar of the logits' dtype);
     backward() -> dlogits (N, C) = (softmax(logits) - onehot(labels)) / N.
-    backward(total) divides by ``total`` instead: the gradient of this batch as part of a larger one of
-    ``total`` items (common/halves.py computes a batch as two halves).
     """
 
     def forward(self, logits, labels):
@@ -158,11 +112,11 @@ class SoftmaxCrossEntropy:
         rows = np.arange(len(labels))
         return (np.log(total[:, 0]) - shifted[rows, labels]).mean()
 
-    def backward(self, total=None):
+    def backward(self):
         n = len(self.labels)
         dlogits = self.probs.copy()
         dlogits[np.arange(n), self.labels] -= 1
-        return dlogits / dlogits.dtype.type(total or n)
+        return dlogits / dlogits.dtype.type(n)
 
 
 class Sequential:
@@ -280,76 +234,60 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
 def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves=None):
     """One pass over the training set in a fresh random order, one optimizer step per batch.
 
-    halves: a common.halves.Halves over these images (cnn_numpy.py), which computes each batch as two halves,
-    in two processes where it can; None: each batch whole, here.
+    halves: None here (each batch forward and backward whole, below); cnn_numpy.py --layers fast passes a
+    fast_cnn.halves.Halves over these images, which computes each batch's gradients as two halves.
     """
     order = rng.permutation(len(images))
     progress.order_digest = order_digest(order)
-    if halves is not None and halves.images is not images:
-        raise ValueError("train_epoch: halves was made for other training images")
-    with blas_threads():  # set once here, so the layers' own blas_threads() find nothing to change
-        for start in range(0, len(images), batch_size):
-            batch = order[start:start + batch_size]
-            if halves is None:
-                x, y = images[batch], labels[batch]  # per batch: cheaper than gathering the whole set per epoch
-                logits = model.forward(x)
-                loss = loss_fn.forward(logits, y)
-                model.backward(loss_fn.backward())
-                correct = np.count_nonzero(logits.argmax(axis=1) == y)
-            else:
-                loss, correct = halves.step(batch)
-            optimizer.step()
-            progress.step(loss, correct, len(batch))
+    for start in range(0, len(images), batch_size):
+        batch = order[start:start + batch_size]
+        if halves is None:
+            x, y = images[batch], labels[batch]  # per batch: cheaper than gathering the whole set per epoch
+            logits = model.forward(x)
+            loss = loss_fn.forward(logits, y)
+            model.backward(loss_fn.backward())  # every layer's dW, db for this batch's mean loss
+            correct = np.count_nonzero(logits.argmax(axis=1) == y)
+        else:
+            loss, correct = halves.step(batch)
+        optimizer.step()
+        progress.step(loss, correct, len(batch))
 
 
 def predict(model, images, batch_size=250):
     """Logits (N, 10) for ``images``, in batches: bounded memory, and faster than one huge batch here."""
-    with blas_threads():  # set once here, so the layers' own blas_threads() find nothing to change
-        return np.concatenate([model.forward(images[i:i + batch_size])
-                               for i in range(0, len(images), batch_size)])
+    return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-@contextlib.contextmanager
-def batch_halves(model, loss_fn, data, processes):
-    """Yields a common.halves.Halves over data's training images (predicting the training and test images
-    too), or None when ``processes`` is None: the MLP, which computes whole batches in this process."""
-    if processes is None:
-        yield None
-        return
-    with Halves(model, loss_fn, data[0], data[1], (data[0], data[2]), predict, processes) as shared:
-        yield shared
+def one_blas_thread():
+    """A context in which NumPy's matrix products run on one thread. Why: the layers' products are small, and
+    on a shared 2-core machine a second BLAS thread waits for a busy core (benchmarks/README.md)."""
+    return threadpool_limits(1, user_api="blas")
 
 
-def predictor(model, shared):
-    """images -> logits: through the Halves ``shared`` (the CNN), or nn_numpy.predict when it is None."""
-    return shared.predict if shared else functools.partial(predict, model)
-
-
-def fit(run, model, loss_fn, optimizer, data, batch_size, rng, processes=None):
+def fit(run, model, loss_fn, optimizer, data, batch_size, rng, halves=None):
     """Train for run.epochs(), recording each epoch on the test set and the whole training set (--eval-train).
 
-    processes: None (whole batches here) or 1 or 2 (two halves per batch; see common/halves.py).
+    halves: as for train_epoch; it also computes the logits (its predict) when given.
     """
     x_train, y_train, x_test, y_test = data
     steps = math.ceil(len(x_train) / batch_size)
+    logits = halves.predict if halves else functools.partial(predict, model)
     # Overflow warnings would only repeat what the divergence check reports in one line.
-    with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            batch_halves(model, loss_fn, data, processes) as shared:
-        logits = predictor(model, shared)
+    with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"), one_blas_thread():
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
-                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, shared)
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, halves)
             train_logits = logits(x_train) if run.evaluates_train(epoch) else None
             run.end_epoch(model.state_dict(), train_logits, y_train, logits(x_test), y_test)
 
 
-def evaluate_checkpoint(run, model, data, checkpoint, processes=None):
+def evaluate_checkpoint(run, model, data, checkpoint, halves=None):
     """--eval-only: put the checkpoint's weights in, take over its record, evaluate; returns the final numbers.
 
     checkpoint: (state, record, iteration_losses) as load_npz returns it, or None for a checkpoint in the
     original report's format (a pickled dict of arrays, e.g. model.pkl): common/original.py reads that, admitting
     only NumPy arrays and mapping its names onto this model's layers; its per-epoch losses become the loss graph.
-    processes: as for fit(); the worker, if any, computes the second half of each set's logits.
+    halves: as for fit().
     """
     if checkpoint is None:
         checkpoint = original.load_checkpoint(run.checkpoint, model, run.config)
@@ -357,23 +295,22 @@ def evaluate_checkpoint(run, model, data, checkpoint, processes=None):
     model.load_state_dict(state, run.checkpoint)
     run.restore(record, iteration_losses)
     x_train, y_train, x_test, y_test = data
-    with batch_halves(model, SoftmaxCrossEntropy(), data, processes) as shared:
-        logits = predictor(model, shared)
+    logits = halves.predict if halves else functools.partial(predict, model)
+    with one_blas_thread():
         return run.evaluate(logits(x_train), y_train, logits(x_test), y_test)
 
 
-def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_images, checkpoint=None,
-                      processes=None):
+def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_images, checkpoint=None, halves=None):
     """Train (or, with --eval-only, evaluate the loaded ``checkpoint`` instead), then write every output.
 
     test_images: (N, 28, 28), the test images as the figures show them (unpermuted).
-    processes: None for whole batches in this process (the MLP); 1 or 2 for common/halves.py (the CNN).
+    halves: as for fit().
     """
     final = None
     if args.eval_only:
-        final = evaluate_checkpoint(run, model, data, checkpoint, processes)
+        final = evaluate_checkpoint(run, model, data, checkpoint, halves)
     else:
-        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng, processes)
+        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng, halves)
     run.finish(test_images, final)
 
 

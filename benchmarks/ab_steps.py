@@ -23,45 +23,56 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN = ("nn_numpy", "cnn_numpy", "common")
+OWN = ("nn_numpy", "cnn_numpy", "common", "fast_cnn")
 
 
 def load(code_dir, tag):
-    """The (cnn_numpy, nn_numpy, common.halves) modules of the checkout in ``code_dir``, under names prefixed by
-    ``tag`` in sys.modules, so that two checkouts live side by side in one process."""
+    """(build_cnn, nn_numpy, make_halves) of the checkout in ``code_dir``, its modules under names prefixed by
+    ``tag`` in sys.modules, so that two checkouts live side by side in one process. make_halves(model, images,
+    labels, processes) -> a Halves; checkouts from before fast_cnn/ (common/halves.py) work too."""
     def own(name):
-        return name in OWN or name.startswith("common.")
+        return name in OWN or name.startswith(("common.", "fast_cnn."))
     for name in [n for n in sys.modules if own(n)]:
         del sys.modules[name]
     sys.path.insert(0, str(code_dir))
     try:
         import cnn_numpy
         import nn_numpy
-        from common import halves
+        if (Path(code_dir) / "fast_cnn").is_dir():
+            from fast_cnn import halves, layers
+            build = layers.cnn
+            make_halves = lambda model, images, labels, processes: halves.Halves(  # noqa: E731
+                model, images, labels, [], processes)
+        else:  # the layout before fast_cnn/
+            from common import halves
+            build = cnn_numpy.cnn
+            make_halves = lambda model, images, labels, processes: halves.Halves(  # noqa: E731
+                model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [], None, processes)
     finally:
         sys.path.remove(str(code_dir))
     for name in [n for n in sys.modules if own(n)]:
         sys.modules[tag + name] = sys.modules.pop(name)
-    return cnn_numpy, nn_numpy, halves
+    return build, nn_numpy, make_halves
 
 
 def trainer(modules, args, images, labels, stack):
     """A function run(first_step, steps) that trains ``steps`` batches of the model of ``modules``."""
-    cnn_numpy, nn_numpy, halves = modules
+    build_cnn, nn_numpy, make_halves = modules
     if args.model == "cnn":
-        model, images = cnn_numpy.cnn(np.random.default_rng(0)), images.reshape(-1, 1, 28, 28)
+        model, images = build_cnn(np.random.default_rng(0)), images.reshape(-1, 1, 28, 28)
     else:
         model = nn_numpy.mlp(np.random.default_rng(0))
     loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, args.lr)
     split = None
     if args.model == "cnn":
-        split = halves.Halves(model, loss_fn, images, labels, [], None, args.processes)
+        split = make_halves(model, images, labels, args.processes)
         stack.append(split.__enter__())
     order = np.random.default_rng(0).permutation(len(images))
     per_epoch = len(images) // args.batch_size
 
     def run(first, steps):
-        with nn_numpy.blas_threads():
+        one_thread = getattr(nn_numpy, "one_blas_thread", None) or nn_numpy.blas_threads
+        with one_thread():
             for step in range(first, first + steps):
                 start = (step % per_epoch) * args.batch_size
                 batch = order[start:start + args.batch_size]

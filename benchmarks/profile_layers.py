@@ -1,6 +1,7 @@
 """Where a NumPy training step spends its time: forward and backward of every layer, one table.
 
     python benchmarks/profile_layers.py                      # the CNN, batch 16, 300 steps on MNIST
+    python benchmarks/profile_layers.py --layers textbook            # cnn_numpy.py's readable layers
     python benchmarks/profile_layers.py --model mlp --batch-size 32
     python benchmarks/profile_layers.py --code-dir /path/to/older/checkout   # the same table for other code
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_layers.py --clock cpu  # steady numbers on a busy machine
@@ -17,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 def timed(method, key, totals, clock):
@@ -80,6 +82,8 @@ def main():
                         "BLAS worker threads, so use it with OPENBLAS_NUM_THREADS=1 (default: %(default)s)")
     p.add_argument("--code-dir", default=str(Path(__file__).resolve().parent.parent),
                    help="checkout whose cnn_numpy.py / nn_numpy.py to profile (default: this one)")
+    p.add_argument("--layers", choices=["fast", "textbook"], default="fast",
+                   help="the CNN's layers: fast_cnn/ or cnn_numpy.py's (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DIR, then ./data)")
     args = p.parse_args()
     sys.path.insert(0, args.code_dir)
@@ -89,12 +93,16 @@ def main():
     x_train, y_train, _, _ = load_splits(args.data_dir, args.batch_size * args.steps)
     rng = np.random.default_rng(0)
     if args.model == "cnn":
-        import cnn_numpy
-        model, images = cnn_numpy.cnn(rng), x_train.reshape(-1, 1, 28, 28)
+        if args.layers == "textbook":
+            import cnn_numpy as layers
+        else:
+            from fast_cnn import layers
+        model, images = layers.cnn(rng), x_train.reshape(-1, 1, 28, 28)
     else:
         model, images = nn_numpy.mlp(rng), x_train
-    per_step = profile(model, nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, 0.01), images, y_train,
-                       args.batch_size, args.steps, time.perf_counter if args.clock == "wall" else time.thread_time)
+    with threadpool_limits(1, user_api="blas"):  # as the scripts train
+        per_step = profile(model, nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, 0.01), images, y_train,
+                           args.batch_size, args.steps, time.perf_counter if args.clock == "wall" else time.thread_time)
     print(f"# {args.model}, batch {args.batch_size}, {args.steps} steps, {args.clock} clock, code from {args.code_dir}")
     print_table(per_step)
 

@@ -15,7 +15,8 @@ def copy_of_the_kit(folder, change=None):
     """The modules ab_steps.py loads, copied into ``folder``; ``change`` = (file, old, new) edits one."""
     for name in ("cnn_numpy.py", "nn_numpy.py"):
         shutil.copy(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "common", folder / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("common", "fast_cnn"):
+        shutil.copytree(ROOT / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
     if change:
         path, old, new = change
         text = (folder / path).read_text()
@@ -42,7 +43,7 @@ def test_the_same_code_against_itself_is_bit_identical(tmp_path, mnist_dir, flag
 
 def test_a_change_in_rounding_is_reported(tmp_path, mnist_dir):
     # im2col blocks of one image: the second convolution's weight gradient is summed in another order
-    old = copy_of_the_kit(tmp_path, ("cnn_numpy.py", "BLOCK_BYTES = 2 ** 20", "BLOCK_BYTES = 1"))
+    old = copy_of_the_kit(tmp_path, ("fast_cnn/layers.py", "BLOCK_BYTES = 2 ** 20", "BLOCK_BYTES = 1"))
     result = run_script("benchmarks/ab_steps.py", "--old", old, *SHORT, env={"MNIST_DIR": str(mnist_dir)})
     assert verdict(result) == "no"
 

@@ -1,4 +1,5 @@
-"""cnn_numpy.py: Conv2d and MaxPool2d against finite differences (float64), the CNN against PyTorch."""
+"""cnn_numpy.py, the textbook layers: Conv2d and MaxPool2d against naive loops and finite differences (float64),
+the CNN against PyTorch. (The fast layers are checked against these in tests/test_fast_layers.py.)"""
 
 import subprocess
 import sys
@@ -6,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from cnn_numpy import Conv2d, MaxPool2d, PoolCorners, cnn
+from benchmarks.naive_conv import naive_conv_backward, naive_conv_forward
+from cnn_numpy import Conv2d, MaxPool2d, cnn
 from conftest import ROOT
 from gradcheck import relative_error
 from nn_numpy import ReLU, SoftmaxCrossEntropy
@@ -90,22 +92,6 @@ def test_maxpool_ties_match_pytorch():
     np.testing.assert_array_equal(dx, tx.grad.numpy())
 
 
-def test_conv2d_in_blocks_of_one_image_matches_one_block():
-    """Conv2d splits a batch into cache-sized blocks of images; the split must not change any result."""
-    rng = np.random.default_rng(9)
-    whole = Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
-    blocked = Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
-    blocked.W, blocked.b = whole.W.copy(), whole.b.copy()
-    blocked.BLOCK_BYTES = 1  # one image per block
-    x = rng.standard_normal((5, 3, 6, 7))
-    dout = rng.standard_normal((5, 4, 6, 7))
-    assert len(blocked.blocks(5, 1)) == 5 and len(whole.blocks(5, 1)) == 1
-    np.testing.assert_allclose(blocked.forward(x), whole.forward(x), rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(blocked.backward(dout), whole.backward(dout), rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(blocked.dW, whole.dW, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(blocked.db, whole.db, rtol=1e-13, atol=1e-13)
-
-
 def first_maximum_pool_backward(x, dout):
     """The plain version: one window at a time, the gradient to its first maximum in row-major order."""
     dx = np.zeros_like(x)
@@ -116,104 +102,46 @@ def first_maximum_pool_backward(x, dout):
     return dx
 
 
-@pytest.mark.parametrize("x_order, dout_order", [("C", "C"), ("channel-major", "C"),
-                                                 ("channel-major", "channel-major"), ("F", "C")])
-def test_maxpool_backward_matches_the_plain_first_maximum_rule(x_order, dout_order):
-    """Backward picks the winner from the row maxima kept by forward; any memory order of x and dout."""
-    rng = np.random.default_rng(10)
-    layout = {"C": np.ascontiguousarray, "F": np.asfortranarray,
-              "channel-major": lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)}
-    x = layout[x_order](rng.integers(-2, 3, (3, 4, 7, 6)).astype(np.float32))  # ties everywhere, odd height
-    dout = layout[dout_order](rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
+@pytest.mark.parametrize("n, c_in, c_out, h, w, k, padding", [(2, 3, 4, 5, 6, 3, 1), (3, 1, 2, 7, 5, 3, 0),
+                                                               (1, 2, 3, 4, 4, 5, 2), (2, 2, 2, 3, 5, 1, 0)])
+def test_conv2d_backward_matches_the_naive_loops(n, c_in, c_out, h, w, k, padding):
+    rng = np.random.default_rng(n * 100 + h * 10 + k)
+    conv = Conv2d(c_in, c_out, k, padding=padding, rng=rng, dtype=np.float64)
+    conv.b[:] = rng.standard_normal(c_out)
+    x = rng.standard_normal((n, c_in, h, w))
+    out = conv.forward(x)
+    np.testing.assert_allclose(out, naive_conv_forward(x, conv.W, conv.b, padding), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = naive_conv_backward(x, conv.W, dout, padding)
+    np.testing.assert_allclose(conv.backward(dout), dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.dW, dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.db, db, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 7, 6), (2, 2, 4, 5), (1, 3, 2, 2)])
+def test_maxpool_matches_the_plain_first_maximum_rule_with_ties_and_odd_sizes(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-2, 3, shape).astype(np.float32)  # ties everywhere
     pool = MaxPool2d(2)
-    pool.forward(x)
+    out = pool.forward(x)
+    expected = x[:, :, :shape[2] // 2 * 2, :shape[3] // 2 * 2].reshape(
+        shape[0], shape[1], shape[2] // 2, 2, shape[3] // 2, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(out, expected)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
     np.testing.assert_array_equal(pool.backward(dout), first_maximum_pool_backward(x, dout))
 
 
-def test_pooling_then_relu_equals_relu_then_pooling_forward_and_backward():
-    """cnn() pools before ReLU because the two orders agree exactly, gradients included, even on ties."""
-    rng = np.random.default_rng(11)
-    x = rng.integers(-2, 3, (2, 3, 6, 8)).astype(np.float64)  # ties, zeros and negatives
-    dout = rng.standard_normal((2, 3, 3, 4))
-    pool_first, relu_after = MaxPool2d(2), ReLU()
-    relu_first, pool_after = ReLU(), MaxPool2d(2)
-    np.testing.assert_array_equal(relu_after.forward(pool_first.forward(x)),
-                                  pool_after.forward(relu_first.forward(x)))
-    np.testing.assert_array_equal(pool_first.backward(relu_after.backward(dout)),
-                                  relu_first.backward(pool_after.backward(dout)))
-
-
-def test_layers_accept_any_memory_order():
-    """Conv2d returns channel-last arrays; the same layers must also work on plain C-ordered input."""
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 3, 6, 6))
-    for layer in (Conv2d(3, 2, 3, padding=1, rng=rng, dtype=np.float64), MaxPool2d(2)):
-        a = layer.forward(x)
-        b = layer.forward(np.asfortranarray(x))
-        np.testing.assert_array_equal(a, b)
-
-
-def integer_conv_pair(c_in, c_out, padding, seed):
-    """A Conv2d with pool_corners and a plain one with the same small-integer weights: in float64 every sum is
-    then exact, whatever the order, so the two must agree bit for bit, ties in the pooling included."""
-    rng = np.random.default_rng(seed)
-    corners = Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=np.float64, input_grad=False,
-                     pool_corners=True)
-    plain = Conv2d(c_in, c_out, 3, padding=padding, rng=rng, dtype=np.float64, input_grad=False)
-    corners.W = plain.W = rng.integers(-2, 3, plain.W.shape).astype(np.float64)
-    corners.b = plain.b = rng.integers(-2, 3, plain.b.shape).astype(np.float64)
-    return corners, plain, rng
-
-
-@pytest.mark.parametrize("n, c_in, c_out, size, padding", [(3, 1, 4, 8, 1), (2, 2, 3, 6, 0), (1, 3, 2, 4, 2)])
-def test_pool_corners_give_the_plain_conv_and_pool_bit_for_bit(n, c_in, c_out, size, padding):
-    corners, plain, rng = integer_conv_pair(c_in, c_out, padding, size)
-    x = rng.integers(0, 3, (n, c_in, size, size)).astype(np.float64)  # zeros and ties everywhere
-    out = corners.forward(x)
-    assert isinstance(out, PoolCorners) and out.shape == plain.forward(x).shape
-    np.testing.assert_array_equal(np.asarray(out), plain.forward(x))
-    fast, slow = MaxPool2d(2), MaxPool2d(2)
-    np.testing.assert_array_equal(fast.forward(corners.forward(x)), slow.forward(plain.forward(x)))
-    dout = rng.integers(-3, 4, (n, c_out, size // 2 + padding - 1, size // 2 + padding - 1)).astype(np.float64)
-    dx = fast.backward(dout)
-    assert isinstance(dx, PoolCorners)
-    np.testing.assert_array_equal(np.asarray(dx), slow.backward(dout))
-    assert corners.backward(dx) is None and plain.backward(slow.backward(dout)) is None
-    np.testing.assert_array_equal(corners.dW, plain.dW)
-    np.testing.assert_array_equal(corners.db, plain.db)
-
-
-def test_pool_corners_work_with_any_layer_in_between_and_odd_sizes():
-    """ReLU before pooling gets a plain array (np.asarray) and gives Conv2d a plain gradient back; an odd-sized
-    output is returned plain, as pool_corners=False would."""
-    corners, plain, rng = integer_conv_pair(2, 3, 1, 0)
-    for size, cornered in ((6, True), (5, False)):
-        x = rng.integers(0, 3, (2, 2, size, size)).astype(np.float64)
-        layers = {}
-        for name, conv in (("corners", corners), ("plain", plain)):
-            relu, pool = ReLU(), MaxPool2d(2)
-            out = pool.forward(relu.forward(conv.forward(x)))
-            dout = np.arange(out.size, dtype=np.float64).reshape(out.shape) % 5 - 2
-            conv.backward(relu.backward(pool.backward(dout)))
-            layers[name] = out, conv.dW.copy(), conv.db.copy()
-        assert corners.cornered is cornered
-        for a, b in zip(layers["corners"], layers["plain"]):
-            np.testing.assert_array_equal(a, b)
-
-
-def test_pool_corners_need_a_layer_without_input_gradient():
-    with pytest.raises(ValueError, match="input_grad=False"):
-        Conv2d(1, 2, 3, padding=1, pool_corners=True)
-
-
-def test_flatten_gives_its_gradient_back_in_the_memory_order_of_its_input():
-    from nn_numpy import Flatten
-    x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5.0).reshape(2, 4, 5, 3)).transpose(0, 3, 1, 2)  # channel-last
-    flatten = Flatten()
-    flat = flatten.forward(x)
-    dx = flatten.backward(flat * 2)
-    np.testing.assert_array_equal(dx, x * 2)
-    assert dx.strides == x.strides
+def test_cnn_has_the_reports_layer_order_and_shapes():
+    model = cnn(np.random.default_rng(0))
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU",
+                                                                 "MaxPool2d", "Flatten", "Linear"]
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    shapes = []
+    for layer in model.layers:
+        x = layer.forward(x)
+        shapes.append(x.shape[1:])
+    assert shapes == [(16, 28, 28), (16, 28, 28), (16, 14, 14), (32, 14, 14), (32, 14, 14), (32, 7, 7), (1568,),
+                      (10,)]
 
 
 def test_whole_cnn_parameter_gradients_match_finite_differences():

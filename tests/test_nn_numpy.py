@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 from gradcheck import numeric_gradient, random_indices, relative_error
-from nn_numpy import SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, blas_threads, mlp
+from nn_numpy import SGD, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, mlp
 
 TOL = 1e-6
 
@@ -143,19 +143,6 @@ def test_mlp_matches_pytorch_in_float64():
     for i in (1, 3, 5):
         assert relative_error(model.layers[i].dW, reference[i].weight.grad.numpy().T) < TOL
         assert relative_error(model.layers[i].db, reference[i].bias.grad.numpy()) < TOL
-
-
-def test_blas_threads_sets_the_count_inside_and_restores_it_after():
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    counts = lambda: [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]  # noqa: E731
-    with threadpool_limits(2, user_api="blas"):
-        with blas_threads(1):
-            assert counts() and set(counts()) == {1}
-            with blas_threads(1):  # nested: nothing to change
-                assert set(counts()) == {1}
-            assert set(counts()) == {1}
-        assert set(counts()) == {2}
 
 
 def test_importing_nn_numpy_does_not_import_torch():

@@ -1,7 +1,8 @@
 """Each training batch of the NumPy CNN as two halves, computed at once by this process and a forked worker.
 
-    python cnn_numpy.py                  # two processes where the machine has 2+ cores (Linux)
+    python cnn_numpy.py                  # --layers fast: two processes where the machine has 2+ cores (Linux)
     python cnn_numpy.py --processes 1    # the same two halves one after the other: the same numbers, bit for bit
+    python cnn_numpy.py --layers textbook    # none of this: whole batches, in one process
     python benchmarks/bench.py           # what it buys: the NumPy CNN's epoch against PyTorch's
 
 The gradient of a batch is the gradient of its first half plus that of its second (the loss is a mean, so
@@ -21,10 +22,16 @@ fork, so the worker sees every in-place optimizer step without a copy; the worke
 gradients into a second block and its half of the logits (evaluation) into a third. The training and
 test arrays reach the worker through fork, without a copy.
 
-Only the NumPy CNN uses this. For the MLP a step is ~0.3 ms and moving its 109,000 gradients costs more
+The worker dies with the process that forked it, however that one ends (Ctrl-C, SIGTERM, SIGKILL): on
+Linux the kernel sends it SIGKILL when its parent dies, and its wait loop also returns when the pipe to the
+parent closes.
+
+Only the NumPy CNN's fast path uses this (cnn_numpy.py --layers fast). For the MLP a step is ~0.3 ms and moving its 109,000 gradients costs more
 than the second process saves (measured: 0.48 against 0.30 ms per step).
 """
 
+import contextlib
+import ctypes
 import mmap
 import multiprocessing
 import os
@@ -34,9 +41,10 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from common.errors import UserError
+from fast_cnn.layers import blas_threads
+from nn_numpy import SoftmaxCrossEntropy, predict
 
 
 def default_processes():
@@ -80,6 +88,17 @@ def shared_arrays(like, zero=False):
 
 
 SPIN_SECONDS = 0.002
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid):
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere the pipe's EOF must do), and
+    exit at once if the parent ``parent_pid`` is already gone: it may have died before the request was made."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
 # A training step's request and answer go through a "doorbell" in shared memory (a counter each side watches)
@@ -108,6 +127,17 @@ def wait_for(ready, connection, seconds=SPIN_SECONDS):
                 return
 
 
+class PartOfBatchLoss(SoftmaxCrossEntropy):
+    """nn_numpy's softmax cross-entropy for part of a batch: backward(total) = (softmax - onehot) / total, the
+    gradient of these items' share of the mean loss over a whole batch of ``total`` items."""
+
+    def backward(self, total=None):
+        n = len(self.labels)
+        dlogits = self.probs.copy()
+        dlogits[np.arange(n), self.labels] -= 1
+        return dlogits / dlogits.dtype.type(total or n)
+
+
 class WorkerFailed(UserError):
     """The worker process died (e.g. killed for memory) or failed: one line, and --processes 1 as the way out."""
 
@@ -117,10 +147,8 @@ class Halves:
 
     model: has forward(x), backward(dout) and parameters() -> [(layer, name)]; the gradient of
     getattr(layer, name) is getattr(layer, "d" + name) after backward (nn_numpy.Sequential).
-    loss_fn: forward(logits, labels) -> mean loss; backward(total) -> dlogits / total.
     images, labels: the training arrays that step() indexes.
     eval_arrays: arrays that predict() may be asked for; the worker shares in those only.
-    predict: predict(model, images) -> logits (nn_numpy.predict).
     processes: 1 (both halves here) or 2 (the second half in a forked worker).
 
     Use as a context manager: the worker starts on entry and ends on exit. While inside, the model's
@@ -128,21 +156,22 @@ class Halves:
     parameter replaced by a new array is copied back in before the next step.
     """
 
-    def __init__(self, model, loss_fn, images, labels, eval_arrays, predict, processes):
+    def __init__(self, model, images, labels, eval_arrays=(), processes=2):
         if processes not in (1, 2):
             raise ValueError(f"processes must be 1 or 2, got {processes}")
-        self.model, self.loss_fn, self.images, self.labels = model, loss_fn, images, labels
+        self.model, self.loss_fn, self.images, self.labels = model, PartOfBatchLoss(), images, labels
         self.eval_arrays, self.predict_fn = list(eval_arrays), predict
         self.processes = processes if can_fork() else 1
         self.params = model.parameters()
-        self.worker = self.connection = self._blas_limit = None
+        self.worker = self.connection = None
+        self._blas = contextlib.ExitStack()
         self.doorbell = DOORBELL
 
     # --- life cycle -----------------------------------------------------------------------------------
     def __enter__(self):
         # One BLAS thread in both processes, set before the fork so the worker inherits it. With more,
         # OpenBLAS's idle threads spin between products and take the core the other process is using.
-        self._blas_limit = threadpool_limits(1, user_api="blas")
+        self._blas.enter_context(blas_threads(1))
         values = [getattr(layer, name) for layer, name in self.params]
         self._param_block, self.param_views = shared_arrays(values)
         for (layer, name), view in zip(self.params, self.param_views):
@@ -158,7 +187,7 @@ class Halves:
             self._bell_block, (self._bell, self._answer_values, self._bell_batch) = shared_arrays(
                 [np.zeros(4, np.int64), np.zeros(2, np.float64),
                  np.zeros(max(len(self.images) - split(len(self.images)), 1), np.intp)], zero=True)
-            self._rung = 0
+            self._rung, self._parent_pid = 0, os.getpid()
             context = multiprocessing.get_context("fork")
             self.connection, child = context.Pipe()
             self.worker = context.Process(target=self._serve, args=(child,), name="cnn-half", daemon=True)
@@ -171,9 +200,7 @@ class Halves:
         return False
 
     def close(self):
-        if self._blas_limit is not None:
-            self._blas_limit.restore_original_limits()
-            self._blas_limit = None
+        self._blas.close()
         if self.worker is None:
             return
         worker, self.worker = self.worker, None
@@ -317,7 +344,9 @@ class Halves:
 
     def _serve(self, connection):
         """The worker: answer requests until told to stop (None) or the other end closes."""
+        die_with_parent(self._parent_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+        self.connection.close()  # the parent's end, inherited: held open here, it would never read as EOF
         bell = self._bell
         heard = self._rung  # as forked: the main process may have rung already, before this line ran
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -328,6 +357,8 @@ class Halves:
                     if rung:
                         heard = int(bell[0])
                         message = ("step", self._bell_batch[:bell[2]].copy(), int(bell[3]))
+                    elif os.getppid() != self._parent_pid:  # the parent is gone
+                        return
                     else:
                         message = connection.recv()
                 except (EOFError, OSError):
