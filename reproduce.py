@@ -8,7 +8,12 @@ and write figures/results.md (ours beside the report's) and figures/comparison.p
     python reproduce.py --eval-only              # re-evaluate the saved checkpoints, no training; seeds
                                                  # without a checkpoint keep their recorded rows
     python reproduce.py --findings               # the report's Discussion checked: extra runs, 3 seeds, about
-                                                 # 40 min; reuses the main runs (run --seeds 3 first)
+                                                 # 40 min; uses the main runs on disk (run --seeds 3 first)
+    python reproduce.py --seeds 8                # after --seeds 3: trains seeds 3-7 only
+
+A run already on disk is reused when its configuration, seed and code match (common/reuse.py); a run recorded
+by other code (or before code digests) is reused only if its first epoch, trained again, matches bit for bit;
+anything else is trained again, never mixed. One line per run says which, and why.
 
 Each model trains in its own process (a crash loses only that model; the NumPy runs never load torch),
 its output is streamed here with the model's name in front, and kept as train.log next to its figures
@@ -32,19 +37,15 @@ import numpy as np
 import original
 from common import stats
 from common.cli import QUICK_EXAMPLE, REFERENCE_DIR, Parser, positive_int
-from common.io import write_text
+from common.io import write_json, write_text
+from common.report import REPORT
+from common.reuse import REUSE, VERIFY, code_digest, decide, mark_verified, verify
 from common.run import TITLES
 from common.stats import mean_std
 
 MODELS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
 LABELS = TITLES
-# The report's final numbers, from the "Final Results" of its four training logs (training_metrics.txt in its
-# repository; tests/test_reproduce.py checks these against the files where ../shared/original has them).
-# Its train loss is the last epoch's running average; ours is measured on the whole set after the last epoch.
-REPORT = {"nn_numpy": {"train_acc": 99.99, "test_acc": 97.94, "train_loss": 0.0011, "test_loss": 0.0899},
-          "nn_torch": {"train_acc": 99.97, "test_acc": 97.97, "train_loss": 0.0013, "test_loss": 0.1024},
-          "cnn_numpy": {"train_acc": 98.17, "test_acc": 98.17, "train_loss": 0.0632, "test_loss": 0.0565},
-          "cnn_torch": {"train_acc": 99.52, "test_acc": 98.77, "train_loss": 0.0127, "test_loss": 0.0463}}
+# The report's final numbers (common/report.py: the "Final Results" of its four training logs).
 REPORT_TEST_ACC = {model: numbers["test_acc"] for model, numbers in REPORT.items()}
 # --quick: one epoch on the first 2,000 training images. At the report's batch sizes that is too few steps
 # to learn much (40-82% test accuracy), so the smoke run takes smaller batches (and, for the plain-SGD CNN,
@@ -98,17 +99,15 @@ def train_one(model, seed, args, group=None):
     """
     if group is None:
         out_root, checkpoint = run_dir(args.out_dir, model, seed).parent, checkpoint_to_use(model, seed, args)[0]
-        flags, quick = [], QUICK_FLAGS[model]
     else:
         out_root = findings_run_dir(args.out_dir, group, seed)
         checkpoint = Path(args.checkpoint_dir) / "findings" / group / f"seed{seed}" / checkpoint_name(model)
-        flags, quick = [*FINDINGS_RUNS[group][1], "--no-figures"], QUICK_BASE
     command = [sys.executable, str(ROOT / f"{model}.py"), "--seed", str(seed), "--out-dir", str(out_root),
-               "--checkpoint", str(checkpoint), "--quiet", *flags]
+               "--checkpoint", str(checkpoint), "--quiet", *run_flags(model, args, group)]
+    if group is not None:
+        command.append("--no-figures")
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
-    if args.quick:
-        command += quick
     if args.eval_only:
         command.append("--eval-only")
     log = Path(out_root) / model / ("eval.log" if args.eval_only else "train.log")
@@ -126,6 +125,14 @@ def train_one(model, seed, args, group=None):
     # A failed run never replaces the log of a finished one: it goes beside it.
     write_text(log if child.returncode == 0 else log.with_name(f"{log.stem}.failed.log"), "".join(lines))
     return child.returncode, (lines[-2].strip() if len(lines) > 1 else ""), peak_mb
+
+
+def run_flags(model, args, group=None):
+    """The flags that make a run's configuration: the group's (FINDINGS_RUNS), then --quick's."""
+    flags = list(FINDINGS_RUNS[group][1]) if group else []
+    if args.quick:
+        flags += QUICK_BASE if group else QUICK_FLAGS[model]
+    return flags
 
 
 def wait_with_peak_memory(child):
@@ -160,23 +167,107 @@ def findings_run_dir(out_dir, group, seed):
     return Path(out_dir) / "findings" / "runs" / group / f"seed{seed}"
 
 
-def findings_groups(out_dir):
-    """group name -> the records on disk: the main runs (every seed present) and the extra configurations."""
-    groups = {}
-    for model in MODELS:
-        seeds = seeds_on_disk(out_dir, model)
-        if seeds:
-            groups[model] = [read_record(run_dir(out_dir, model, seed)) for seed in seeds]
-    for group, (model, _) in FINDINGS_RUNS.items():
-        folders = sorted(Path(out_dir, "findings", "runs", group).glob(f"seed*/{model}"))
-        runs = [read_record(folder) for folder in folders if (folder / "metrics.json").is_file()]
-        if runs:
-            groups[group] = runs
-    return groups
+def findings_seeds_on_disk(out_dir, group):
+    model = FINDINGS_RUNS[group][0]
+    folders = Path(out_dir, "findings", "runs", group).glob(f"seed*/{model}/metrics.json")
+    return sorted(int(f.parent.parent.name.removeprefix("seed")) for f in folders
+                  if f.parent.parent.name.removeprefix("seed").isdigit())
 
 
 def read_record(folder):
     return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+# --- runs already on disk: reused, checked by their first epoch, or trained again (common/reuse.py) ------------
+
+# Asks a script which configuration it would record for some flags, without training: its own parser and
+# defaults (and, for PyTorch, the device "auto" picks), so that reproduce.py repeats none of them.
+CONFIG_QUERY = """
+import contextlib, json, sys
+from common.cli import parse_args, resolve_data_flags
+from common.reuse import COMPARED
+script = __import__(sys.argv[1])
+configs = []
+with contextlib.redirect_stdout(sys.stderr):  # the scripts' notes about their flags
+    for flags in json.loads(sys.argv[2]):
+        args = resolve_data_flags(parse_args(script.build_parser(), flags))
+        if getattr(args, "device", None) is not None:
+            from nn_torch import select_device
+            args.device = str(select_device(args.device))
+        configs.append({key: getattr(args, key) for key in COMPARED if hasattr(args, key)})
+print(json.dumps(configs))
+"""
+
+
+class RunsOnDisk:
+    """One call's look at the runs on disk: which can stand for the run this call would make (common/reuse.py)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.digests, self.configs = {}, {}
+        self.check_seconds = {}  # group or model -> seconds of each first-epoch check
+
+    def digest(self, model):
+        if model not in self.digests:
+            self.digests[model] = code_digest(ROOT / f"{model}.py")
+        return self.digests[model]
+
+    def wanted(self, model, group, seed):
+        """The config a run of ``model`` (in ``group``) with ``seed`` would record, as its script says."""
+        if model not in self.configs:
+            groups = [None, *(g for g, (m, _) in FINDINGS_RUNS.items() if m == model)]
+            flag_sets = [run_flags(model, self.args, g) for g in groups]
+            answer = subprocess.run([sys.executable, "-c", CONFIG_QUERY, model, json.dumps(flag_sets)], cwd=ROOT,
+                                    capture_output=True, text=True, check=True)
+            self.configs[model] = dict(zip(groups, json.loads(answer.stdout)))
+        return {**self.configs[model][group], "seed": seed}
+
+    def path(self, model, seed, group=None):
+        folder = run_dir(self.args.out_dir, model, seed) if group is None else \
+            findings_run_dir(self.args.out_dir, group, seed) / model
+        return folder / "metrics.json"
+
+    def first_epoch(self, model, seed, group):
+        """A function that trains the run's first epoch again into a scratch folder and returns its record."""
+        def run():
+            with tempfile.TemporaryDirectory() as tmp:
+                command = [sys.executable, str(ROOT / f"{model}.py"), "--seed", str(seed),
+                           *run_flags(model, self.args, group), "--epochs", "1", "--no-figures", "--quiet",
+                           "--out-dir", tmp, "--checkpoint", str(Path(tmp) / checkpoint_name(model))]
+                if self.args.data_dir:
+                    command += ["--data-dir", self.args.data_dir]
+                done = subprocess.run(command, capture_output=True, text=True)
+                return read_record(Path(tmp) / model) if done.returncode == 0 else None
+        return run
+
+    def check(self, model, seed, group=None):
+        """-> (the record on disk, if it can stand for this run, else None; why). Prints a line when it is used."""
+        tag, path = f"[{group or model} seed {seed}]", self.path(model, seed, group)
+        try:
+            record = json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, ValueError):
+            record = {}  # unreadable: counts as a run that did not finish
+        decision = decide(record, self.wanted(model, group, seed) if record else {}, self.digest(model))
+        if decision.action == VERIFY:
+            started = time.perf_counter()
+            checked = verify(record, self.first_epoch(model, seed, group), self.digest(model))
+            took = time.perf_counter() - started
+            self.check_seconds.setdefault(group or model, []).append(took)
+            if checked.action != REUSE:
+                return None, f"{decision.why}, and {checked.why}"
+            record = mark_verified(record, self.digest(model))
+            write_json(path, record)
+            print(f"{tag} verified by its first epoch: reused ({decision.why}; {checked.why}, {took:.1f} s)",
+                  flush=True)
+            return record, checked.why
+        if decision.action == REUSE:
+            print(f"{tag} reused: {decision.why}", flush=True)
+            return record, decision.why
+        return None, decision.why
+
+    def summary(self):
+        """'first-epoch checks: nn_numpy 3 in 12 s, ...' or ''."""
+        return ", ".join(f"{name} {len(s)} in {sum(s):.0f} s" for name, s in self.check_seconds.items())
 
 
 def gpu_timings(args):
@@ -200,22 +291,50 @@ def gpu_timings(args):
     return timings
 
 
+def findings_plan(args, models):
+    """[(group, seed, whether to train it if it cannot be reused)], seed by seed: seeds 0..N-1 of the groups of
+    ``models``, and every seed of any group already on disk."""
+    plan = {(seed, i, group): model in models and seed < args.seeds
+            for i, (group, (model, _)) in enumerate(FINDINGS_RUNS.items())
+            for seed in {*findings_seeds_on_disk(args.out_dir, group), *(range(args.seeds) if model in models
+                                                                         else [])}}
+    return [(group, seed, wanted) for (seed, _, group), wanted in sorted(plan.items())]
+
+
 def run_findings(args, models):
-    """Train the extra configurations of ``models`` for each seed, then write figures/findings.md."""
-    failures = []
-    for seed in range(args.seeds):
-        for group, (model, _) in FINDINGS_RUNS.items():
-            if model in models:
-                code, last_line, _ = train_one(model, seed, args, group)
-                if code != 0:
-                    failures.append((group, seed, f"exit code {code}: {last_line}"))
-                    print(f"reproduce.py: {group} seed {seed} failed (exit code {code}); going on with the others",
-                          file=sys.stderr, flush=True)
+    """Write figures/findings.md from the main runs on disk (each checked; `--seeds N` trains them) and the extra
+    configurations of ``models`` for seeds 0..N-1 (reused when they still stand, else trained), plus any other
+    seeds of them on disk that still stand. Returns (failures, the RunsOnDisk that checked them)."""
+    runs, groups, failures = RunsOnDisk(args), {}, []
+    for model in MODELS:
+        for seed in seeds_on_disk(args.out_dir, model):
+            record, why = runs.check(model, seed)
+            if record is None:
+                print(f"[{model} seed {seed}] left out of the findings: {why} (reproduce.py --seeds trains it "
+                      f"again)", flush=True)
+            else:
+                groups.setdefault(model, []).append(record)
+    for group, seed, wanted in findings_plan(args, models):
+        model = FINDINGS_RUNS[group][0]
+        record, why = runs.check(model, seed, group)
+        if record is None and not wanted:
+            print(f"[{group} seed {seed}] left out of the findings: {why}", flush=True)
+            continue
+        if record is None:
+            print(f"[{group} seed {seed}] training: {why}", flush=True)
+            code, last_line, _ = train_one(model, seed, args, group)
+            if code != 0:
+                failures.append((group, seed, f"exit code {code}: {last_line}"))
+                print(f"reproduce.py: {group} seed {seed} failed (exit code {code}); going on with the others",
+                      file=sys.stderr, flush=True)
+                continue
+            record = read_record(findings_run_dir(args.out_dir, group, seed) / model)
+        groups.setdefault(group, []).append(record)
     from common.findings import write_findings  # matplotlib only when it is needed
 
-    text = write_findings(args.out_dir, findings_groups(args.out_dir), gpu_timings(args))
+    text = write_findings(args.out_dir, groups, gpu_timings(args))
     print("\n" + text)
-    return failures
+    return failures, runs
 
 
 # --- results -------------------------------------------------------------------------------------------------
@@ -392,10 +511,11 @@ def plot_comparison(path, records):
         save(fig, path)
 
 
-def write_results(args, records, sources, total_seconds, failures, peaks):
+def write_results(args, records, sources, total_seconds, failures, peaks, trained=()):
+    """results.md and comparison.png; ``trained``: the (model, seed) runs trained now."""
     rows = summary_rows(records, sources)
     command = "python reproduce.py" + "".join(f" {a}" for a in sys.argv[1:])
-    training = training_seconds(records, sources)
+    training = training_seconds(records, trained)
     took = f"this run took {total_seconds / 60:.1f} min ({total_seconds:.0f} s)"
     if training and not args.eval_only:
         took += (f", of which {training:.0f} s in the scripts' training loops ({total_seconds / training:.2f}x; "
@@ -419,10 +539,10 @@ def write_results(args, records, sources, total_seconds, failures, peaks):
     return text
 
 
-def training_seconds(records, sources):
-    """Seconds the runs made now spent in their training loops: the sum of their epochs' ``seconds``."""
-    return sum(entry["seconds"] for model, runs in records.items() if sources.get(model) == "this run"
-               for record in runs for entry in record["history"])
+def training_seconds(records, trained):
+    """Seconds the runs trained now ((model, seed) pairs) spent in their training loops: their epochs' seconds."""
+    return sum(entry["seconds"] for model, runs in records.items() for record in runs
+               if (model, record["config"].get("seed")) in trained for entry in record["history"])
 
 
 def checkpoint_to_use(model, seed, args):
@@ -469,10 +589,12 @@ def build_parser():
     p.add_argument("--models", default=",".join(MODELS),
                    help="comma-separated subset of " + ", ".join(MODELS) + " (default: all four)")
     p.add_argument("--seeds", type=positive_int, default=None,
-                   help="run every model with seeds 0..N-1 and report mean ± std (default: 1; 3 with --findings)")
+                   help="run every model with seeds 0..N-1 and report mean ± std; a run on disk with the same "
+                        "configuration, seed and code is reused (default: 1; 3 with --findings)")
     p.add_argument("--findings", action="store_true",
-                   help="check the report's Discussion: train the extra configurations (recipe crossover, "
-                        "permuted pixels) for each seed, reuse the main runs on disk, write figures/findings.md")
+                   help="check the report's Discussion: the extra configurations (recipe crossover, permuted "
+                        "pixels) for each seed, reused from disk where they still stand, else trained; the main "
+                        "runs on disk, each checked (--seeds trains them); writes figures/findings.md")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run {quick_description()} (with --findings, each extra configuration "
                         f"{' '.join(QUICK_BASE)}); into {QUICK_DIR}/, checkpoints in {QUICK_DIR}/checkpoints/, "
@@ -509,21 +631,29 @@ def main(argv=None):
     started = time.perf_counter()
     if args.findings:
         try:
-            failures = run_findings(args, models)
+            failures, runs = run_findings(args, models)
         except KeyboardInterrupt:
             print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
             return 130
+        checks = f"; first-epoch checks: {runs.summary()}" if runs.check_seconds else ""
         print(f"reproduce.py: findings in {Path(args.out_dir) / 'findings.md'}; {len(failures)} run(s) failed; "
-              f"total {(time.perf_counter() - started) / 60:.1f} min")
+              f"total {(time.perf_counter() - started) / 60:.1f} min{checks}")
         return 1 if failures else 0
-    failures, finished, kept, peaks = [], [], [], {}
+    failures, finished, kept, reused, peaks = [], [], [], [], {}
     plan = eval_plan(args, models) if args.eval_only else [(m, s) for s in range(args.seeds) for m in models]
+    runs = None if args.eval_only else RunsOnDisk(args)
     try:
         for model, seed in plan:
             action = evaluate_or_keep(model, seed, args) if args.eval_only else "run"
             if action == "keep":
                 kept.append((model, seed))
                 continue
+            if runs is not None:
+                record, why = runs.check(model, seed)
+                if record is not None:
+                    reused.append((model, seed))
+                    continue
+                print(f"[{model} seed {seed}] training: {why}", flush=True)
             if action != "run":
                 failures.append((model, seed, action))
                 print(f"reproduce.py: {model} seed {seed}: {action}; going on with the others",
@@ -542,14 +672,16 @@ def main(argv=None):
         print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
         return 130
     total = time.perf_counter() - started
-    records, sources = load_records(args.out_dir, finished, models, kept,
+    records, sources = load_records(args.out_dir, finished, models, kept + reused,
                                     "re-evaluated now" if args.eval_only else "this run")
     where = "nothing was written"
     if records:
-        text = write_results(args, records, sources, total, failures, peaks)
+        text = write_results(args, records, sources, total, failures, peaks, finished)
         print("\n" + text)
         where = f"results in {Path(args.out_dir) / 'results.md'}"
     done = f"{len(finished)} run(s) finished" + (f", {len(kept)} kept from their records" if kept else "")
+    done += f", {len(reused)} reused from disk" if reused else ""
+    done += f" (first-epoch checks: {runs.summary()})" if runs and runs.check_seconds else ""
     print(f"reproduce.py: {done}, {len(failures)} failed; total {total / 60:.1f} min; {where}")
     return 1 if failures else 0
 

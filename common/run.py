@@ -28,6 +28,7 @@ from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
 from common.errors import UsageError, UserError
 from common.io import OutputSet, check_writable, write_json
+from common.reuse import ROOT, code_digest
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
           "cnn_torch": "CNN, PyTorch"}
@@ -106,6 +107,8 @@ class Run:
         self.figures = not getattr(args, "no_figures", False)
         self.eval_train = getattr(args, "eval_train", "every")
         self.trained_seconds = None
+        # what trained the weights (common/reuse.py); --eval-only takes the checkpoint's instead
+        self.code = script_digest(model)
         self.started = time.perf_counter()
 
     # --- training -------------------------------------------------------------------------------------
@@ -190,12 +193,13 @@ class Run:
         self.config = {**trained, "eval_only": True, "evaluated_with": evaluated}
         self.history = record["history"]
         self.trained_seconds = record.get("seconds_total")
+        self.code = record.get("code")  # None for a checkpoint saved before code digests
         self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
 
     # --- outputs ----------------------------------------------------------------------------------------
     def checkpoint_record(self):
         return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
-                "history": self.history, "seconds_total": self.elapsed()}
+                "history": self.history, "seconds_total": self.elapsed(), "code": self.code}
 
     def elapsed(self):
         return time.perf_counter() - self.started
@@ -206,6 +210,7 @@ class Run:
                # an interrupted run's last epoch may not have evaluated the training set: null then
                "final": {k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
                "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
+               "code": self.code,
                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
@@ -257,6 +262,12 @@ def versions():
         except importlib.metadata.PackageNotFoundError:
             pass
     return out
+
+
+def script_digest(model):
+    """The code digest of ``model``'s script (common/reuse.py), or None when the kit has no such script."""
+    script = ROOT / f"{model}.py"
+    return code_digest(script) if script.is_file() else None
 
 
 def dump_config(args, **extra):
