@@ -186,7 +186,7 @@ def test_help_recommends_a_quick_run_that_learns(script):
     assert recommended == vars(parser.parse_args(flags.split()))
 
 
-@pytest.mark.parametrize("script", ["nn_numpy", "cnn_torch"])
+@pytest.mark.parametrize("script", ["nn_numpy"])  # the other three share common.cli (tests/test_common.py)
 def test_the_quick_run_help_recommends_leaves_figures_and_checkpoints_alone(script, tmp_path, mnist_dir):
     """Issue 22: it wrote into figures/ and checkpoints/ (the committed reproduction's), and a later --eval-only
     then evaluated the quick run instead of the committed reference checkpoint."""
