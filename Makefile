@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) checkpoints .pytest_cache
+	rm -rf $(VENV) checkpoints runs .pytest_cache

@@ -205,3 +205,13 @@ def test_importing_cnn_numpy_does_not_import_torch():
     code = "import sys, cnn_numpy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cnn_numpy_py_is_the_textbook_no_layout_tricks_threads_or_processes():
+    """The file a student reads holds plain NumPy in C order; the tuned layers live in fast_cnn/ (issue 21)."""
+    source = (ROOT / "cnn_numpy.py").read_text()
+    for construct in ("as_strided", "PoolCorners", "mmap", "multiprocessing", "os.fork", "threadpoolctl",
+                      "blas_threads"):
+        assert construct not in source, construct
+    layers = source[source.index("class Conv2d"):source.index("def cnn(")]
+    assert len(layers.splitlines()) <= 110  # Conv2d + MaxPool2d with their docstrings
