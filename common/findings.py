@@ -39,8 +39,8 @@ from common.data import TRAIN_SIZE
 from common.io import write_text
 from common.report import overfitting_gap, test_acc_difference
 from common.run import TITLES
-from common.stats import (ALPHA, FAILS, HOLDS, MAX_SEEDS, POWER, UNRESOLVED, contrast, judge, mean_std,
-                          seeds_for_equivalence, seeds_to_exclude, tost)
+from common.stats import (ALPHA, FAILS, HOLDS, POWER, UNRESOLVED, contrast, judge, mean_std, seeds_for_equivalence,
+                          seeds_to_exclude, tost)
 
 MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 FRAMEWORKS = {"numpy": "NumPy", "torch": "PyTorch"}
