@@ -22,11 +22,10 @@ import sys
 
 import numpy as np
 
-import fast_cnn.layers
+import fast_cnn  # --layers fast; read it after this file
 from common.checkpoint import save_npz
 from common.cli import make_parser, parse_args, run_main
 from common.run import Run, dump_config
-from fast_cnn.halves import PIECE, Halves, available_cores, can_fork, default_processes
 from nn_numpy import (Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, add_dtype_flag, init_weights,
                       make_optimizer, prepare, train_or_evaluate)
 
@@ -152,11 +151,7 @@ def build_parser():
                    help="textbook: the Conv2d and MaxPool2d of this file, whole batches in one process; fast: "
                         "fast_cnn/, the same network laid out for speed, each batch as two halves (default: "
                         "%(default)s)")
-    p.add_argument("--processes", type=int, choices=[1, 2], default=None,
-                   help="--layers fast: processes computing each batch's two halves; 2 runs the second half in "
-                        "a forked worker (Linux), and the numbers are the same either way (default: "
-                        f"{default_processes()} on this machine, which has {available_cores()} core(s)"
-                        f"{'' if can_fork() else ' and cannot fork'})")
+    fast_cnn.add_processes_flag(p)
     return p
 
 
@@ -168,23 +163,16 @@ def main(argv=None):
     checkpoint, init_rng, order_rng, dtype, data, test_images = prepare(args, "cnn_numpy")
     as_nchw = lambda images: images.reshape(len(images), 1, 28, 28)  # noqa: E731
     data = (as_nchw(data[0]), data[1], as_nchw(data[2]), data[3])
-    if args.layers == "textbook":
-        config = dump_config(args, architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
-                                                "maxpool2-linear(1568->10)", layers="textbook")
-        run = Run("cnn_numpy", "numpy", config, args, save_npz)
-        model = cnn(init_rng, dtype, args.init)
-        train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
-                          test_images, checkpoint)
+    if args.layers == "fast":
+        run = Run("cnn_numpy", "numpy", dump_config(args, **fast_cnn.RECORD), args, save_npz)
+        fast_cnn.train_cnn(run, args, init_rng, order_rng, dtype, data, test_images, checkpoint)
         return
-    config = dump_config(args, architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-"
-                                            "ReLU-linear(1568->10)", layers="fast",
-                         split_batches=f"two halves, pieces of at most {PIECE} images (fast_cnn/halves.py)")
+    config = dump_config(args, architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
+                                            "maxpool2-linear(1568->10)", layers="textbook")
     run = Run("cnn_numpy", "numpy", config, args, save_npz)
-    model = fast_cnn.layers.cnn(init_rng, dtype, args.init)
-    processes = args.processes or default_processes()
-    with Halves(model, data[0], data[1], (data[0], data[2]), processes) as halves:
-        train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
-                          test_images, checkpoint, halves=halves)
+    model = cnn(init_rng, dtype, args.init)
+    train_or_evaluate(run, model, SoftmaxCrossEntropy(), make_optimizer(model, args), data, args, order_rng,
+                      test_images, checkpoint)
 
 
 if __name__ == "__main__":

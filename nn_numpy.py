@@ -26,10 +26,11 @@ from common.run import Run, dump_config
 
 
 def init_weights(shape, fan_in, fan_out, init, rng, dtype):
-    """Weights of ``shape`` and a bias of ``shape[-1]`` or ``shape[0]`` entries (caller slices).
+    """(W of ``shape``, bound): the caller draws its bias b ~ U(-bound, bound).
 
-    init="pytorch": W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for nn.Linear/nn.Conv2d.
-    init="xavier":  W ~ U(-sqrt(6/(fan_in+fan_out)), +...) (Glorot & Bengio 2010), b = 0.
+    init="pytorch": W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and bound = 1/sqrt(fan_in), PyTorch's default for
+                    nn.Linear/nn.Conv2d.
+    init="xavier":  W ~ U(-sqrt(6/(fan_in+fan_out)), +...) (Glorot & Bengio 2010) and bound = 0, so b = 0.
     """
     if init == "pytorch":
         bound = 1 / math.sqrt(fan_in)
@@ -91,7 +92,8 @@ class Flatten:
     def backward(self, dout):
         if dout is None:
             return None
-        dx = np.empty_like(self.x, dtype=dout.dtype)  # in x's memory order, which the layers below expect
+        # in x's memory order: fast_cnn's layers hand Flatten channel-last arrays and expect their gradients so
+        dx = np.empty_like(self.x, dtype=dout.dtype)
         dx[...] = dout.reshape(self.x.shape)
         return dx
 
@@ -120,7 +122,8 @@ class SoftmaxCrossEntropy:
 
 
 class Sequential:
-    """Layers applied in order; parameters are named like torch.nn.Sequential's ("1.W" ~ "1.weight")."""
+    """Layers applied in order; parameters are named like torch.nn.Sequential's: "1.W" is "1.weight" (for a
+    Linear transposed: W is (in, out) here, weight is (out, in) in PyTorch)."""
 
     def __init__(self, *layers):
         self.layers = list(layers)
@@ -234,8 +237,9 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
 def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves=None):
     """One pass over the training set in a fresh random order, one optimizer step per batch.
 
-    halves: None here (each batch forward and backward whole, below); cnn_numpy.py --layers fast passes a
-    fast_cnn.halves.Halves over these images, which computes each batch's gradients as two halves.
+    halves: for the fast path only (cnn_numpy.py --layers fast; skip it on a first reading): a
+    fast_cnn.halves.Halves over these images, which computes each batch's gradients as two halves. None: each
+    batch forward and backward whole, below.
     """
     order = rng.permutation(len(images))
     progress.order_digest = order_digest(order)
@@ -267,7 +271,7 @@ def one_blas_thread():
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng, halves=None):
     """Train for run.epochs(), recording each epoch on the test set and the whole training set (--eval-train).
 
-    halves: as for train_epoch; it also computes the logits (its predict) when given.
+    halves: fast path only, as for train_epoch; it also computes the logits (its predict) when given.
     """
     x_train, y_train, x_test, y_test = data
     steps = math.ceil(len(x_train) / batch_size)

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -520,14 +521,20 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
     if training and not args.eval_only:
         took += (f", of which {training:.0f} s in the scripts' training loops ({total_seconds / training:.2f}x; "
                  f"the rest is start-up, evaluation and figures)")
-    text = (f"# Results\n\nProduced by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
-            f"Python {platform.python_version()}; {took}. Mean ± sample std "
+    produced = (f"Produced by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
+                f"Python {platform.python_version()}; {took}")
+    earlier = earlier_results(args.out_dir) if args.eval_only else {}
+    if earlier.get("trained"):  # the training's provenance stays; this evaluation is named beside it
+        produced = f"Re-evaluated by `{command}` ({took[len('this run took '):]}); trained by: {earlier['trained']}"
+    text = (f"# Results\n\n{produced}. Mean ± sample std "
             f"over the seeds named in the last column, which also says whether a row comes from this run or "
             f"was kept from an earlier one.\n"
             f"Accuracies in %, losses are mean cross-entropy (nats); our train numbers are measured on the whole "
             f"training set after the last epoch (the report's train loss is its last epoch's running average); "
             f"seconds = one whole run (training, evaluation, figures).\n\n"
             + results_table(rows))
+    if earlier.get("peaks"):
+        text += "\n" + earlier["peaks"] + "\n"
     if peaks:
         text += (f"\nPeak memory per {'evaluation' if args.eval_only else 'run'} (MB, largest over seeds): "
                  + ", ".join(f"{m} {max(p):.0f}" for m, p in peaks.items()) + ".\n")
@@ -537,6 +544,16 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
     write_text(Path(args.out_dir) / "results.md", text)
     plot_comparison(Path(args.out_dir) / "comparison.png", records)
     return text
+
+
+def earlier_results(out_dir):
+    """From the results.md on disk, what an --eval-only rewrite must keep: the sentence saying which command
+    trained the runs ("trained") and the training runs' peak-memory line ("peaks"); {} when there is none."""
+    path = Path(out_dir) / "results.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    trained = re.search(r"(Produced by `.*?)\. Mean ± sample std", text, re.S)
+    peaks = re.search(r"^Peak memory per run .*$", text, re.M)
+    return {"trained": trained and trained[1], "peaks": peaks and peaks[0]}
 
 
 def training_seconds(records, trained):

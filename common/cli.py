@@ -168,10 +168,10 @@ def parse_args(parser, argv=None):
         args.checkpoint = str((Path(SCRATCH_DIR) if differs else Path()) / "checkpoints" / name)
     if args.out_dir is None:
         args.out_dir = SCRATCH_DIR if differs else "figures"
-    if scratch:
-        print(f"{args.model}.py: not the report's configuration ({', '.join(differs)}): outputs go under "
-              f"{SCRATCH_DIR}/, figures/ and checkpoints/ keep the report's (--out-dir and --checkpoint choose)",
-              flush=True)
+    # Said by Run once the checkpoint, if any, has been read: a file that cannot be read gets its error alone.
+    args.scratch_note = scratch and (
+        f"{args.model}.py: not the report's configuration ({', '.join(differs)}): outputs go under "
+        f"{SCRATCH_DIR}/, figures/ and checkpoints/ keep the report's (--out-dir and --checkpoint choose)")
     return args
 
 

@@ -149,7 +149,7 @@ def decide(record, wanted, digest):
         return Decision(REUSE, "same configuration, seed and code")
     if digest in record.get("code_verified", []):
         return Decision(REUSE, "same configuration and seed; its first epoch matched this code before")
-    if "code" not in record:
+    if record.get("code") is None:  # no field, or an evaluation of a checkpoint saved before digests
         return Decision(VERIFY, "recorded before code digests")
     return Decision(VERIFY, "the code changed since")
 

@@ -96,6 +96,8 @@ class Run:
         self.dir = Path(args.out_dir) / model
         self.checkpoint = Path(args.checkpoint)
         self.save_checkpoint = save_checkpoint
+        if getattr(args, "scratch_note", None):
+            print(args.scratch_note, flush=True)
         check_writable(self.dir, "--out-dir")
         if not args.eval_only:
             if self.checkpoint.is_dir():
@@ -214,9 +216,21 @@ class Run:
                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
+            out.update(self.verified_before())
         if interrupted:
             out["interrupted"] = True
         return out
+
+    def verified_before(self):
+        """--eval-only over the record of the same training run (same history): its code_verified, the code
+        digests whose first epoch matched that run (common/reuse.py), which the checkpoint does not carry."""
+        try:
+            earlier = json.loads((self.dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if earlier.get("history") != self.history or "code_verified" not in earlier:
+            return {}
+        return {"code_verified": earlier["code_verified"]}
 
     def finish(self, test_images, final=None):
         """Write metrics.json, the four figures and (after training) the checkpoint; returns the record.

@@ -14,7 +14,7 @@ PIECE (8) images, whose activations stay in the L2 cache; their gradients are su
 
 Why processes, not threads: NumPy lets go of the GIL inside each operation, but a training step is about
 sixty short operations, and two threads handing the GIL back and forth after each one made ~45 context
-switches per step: 1.3x faster instead of 2x (benchmarks/README.md). A worker process costs one message
+switches per step: 1.3x faster, where two processes give ~1.7x (benchmarks/README.md). A worker process costs one message
 each way per step: on x86 through a "doorbell" in shared memory (see DOORBELL), elsewhere through the pipe.
 
 What is shared, and how: the parameters move into a block of shared memory (an anonymous mmap) before the

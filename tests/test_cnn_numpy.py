@@ -42,9 +42,8 @@ def test_conv2d_output_shape_and_values_match_a_naive_loop():
 @pytest.mark.parametrize("k, padding, h, w", [(3, 0, 6, 5), (3, 2, 4, 5), (3, 3, 4, 4), (1, 1, 3, 4), (2, 1, 4, 3),
                                                (5, 2, 6, 7), (5, 4, 3, 3)])
 def test_conv2d_any_kernel_and_padding_matches_a_naive_loop_and_finite_differences(k, padding, h, w):
-    # Conv2d lays rows and images out flat without padding between them (row_layout) and zeroes the entries
-    # whose windows cross a row's or an image's edge (wraps); outputs wider than the input need extra columns,
-    # which must get no gradient. A wrap one position off, or a layout one row short, fails here.
+    # Kernels 1 to 5, paddings 0 to 4, non-square inputs: every output pixel against the definition, every
+    # gradient against finite differences.
     rng = np.random.default_rng(10 * k + padding)
     conv = Conv2d(2, 3, k, padding=padding, rng=rng, dtype=np.float64)
     conv.b[:] = rng.standard_normal(3)

@@ -318,6 +318,15 @@ def test_a_checkpoint_of_the_other_framework_or_model_says_what_it_is_and_what_t
     assert not (tmp_path / "out" / script / "metrics.json").exists()
 
 
+def test_a_checkpoint_that_cannot_be_read_gets_its_error_alone(tmp_path, mnist_dir):
+    """The runs/ note ("not the report's configuration ...") came before the error about a file of the other
+    framework: the user was told where outputs would go of a run that was never going to happen."""
+    result = run_script(ROOT / "nn_torch.py", "--eval-only", "--checkpoint", ROOT / "reference" / "nn_numpy.npz",
+                        cwd=tmp_path)
+    expect_error(result, 1, r"^nn_torch.py: error: .*nn_numpy.npz is a NumPy .npz checkpoint of nn_numpy")
+    assert "not the report's configuration" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("script, kind", [("nn_numpy", "npz"), ("cnn_torch", "pt"), ("nn_numpy", "pkl")])
 def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_array(tmp_path, mnist_dir, script, kind):
     """Issue 22: a NaN weight was graded silently (exit 0, "test accuracy 9.80%, test loss nan") and its

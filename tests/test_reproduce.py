@@ -188,6 +188,11 @@ def test_eval_only_in_a_fresh_clone_keeps_every_seeds_row_its_statistics_and_the
                 assert row[column] == before_rows[model][column], (model, column)
     assert noise_section(text) == noise_section(before_text)
     assert snapshot(figures, "train.log") == logs
+    # which command trained the runs, and their peak memory, survive beside this evaluation's
+    trained = reproduce.earlier_results(ROOT / "figures")
+    assert trained["trained"].startswith("Produced by `python reproduce.py --seeds")
+    assert text.startswith("# Results\n\nRe-evaluated by `python reproduce.py --eval-only") and trained["trained"] in text
+    assert trained["peaks"] and trained["peaks"] in text and "Peak memory per evaluation" in text
     for model in reproduce.MODELS:
         name = reproduce.checkpoint_name(model)
         assert f"[{model} seed 0] evaluating {ROOT / 'reference' / name} (no checkpoints/{name}: the committed " \

@@ -140,6 +140,8 @@ def test_other_or_unknown_code_is_checked_by_its_first_epoch_unless_verified_bef
     old = record()
     del old["code"]
     assert decide(old, WANTED, "sha256:b") == reuse.Decision(VERIFY, "recorded before code digests")
+    # an --eval-only record of a checkpoint saved before digests carries "code": null
+    assert decide({**old, "code": None}, WANTED, "sha256:b") == reuse.Decision(VERIFY, "recorded before code digests")
     marked = mark_verified(old, "sha256:b")
     assert marked["code_verified"] == ["sha256:b"] and "code_verified" not in old
     assert decide(marked, WANTED, "sha256:b").action == REUSE
@@ -169,3 +171,25 @@ def test_a_first_epoch_check_that_fails_to_run_retrains():
     assert verify(record(), lambda: None, "sha256:b").action == TRAIN
     no_digest = record(history=[{k: v for k, v in FIRST.items() if k != "order_digest"}])
     assert verify(no_digest, fresh, "sha256:b").action == TRAIN   # nothing to compare the shuffle with
+
+
+def test_eval_only_over_the_same_run_keeps_its_code_verified(tmp_path, mnist_dir):
+    """Re-evaluating the committed seed-0 checkpoint rewrote its metrics.json without code_verified, so the next
+    reproduce.py checked that run's first epoch again; the record of the same training run now keeps it."""
+    import json
+    import shutil
+
+    from conftest import ROOT, run_script
+
+    folder = tmp_path / "figures" / "nn_numpy"
+    folder.mkdir(parents=True)
+    committed = json.loads((ROOT / "figures" / "nn_numpy" / "metrics.json").read_text())
+    assert committed.get("code_verified")
+    shutil.copy(ROOT / "figures" / "nn_numpy" / "metrics.json", folder / "metrics.json")
+    result = run_script("nn_numpy.py", "--eval-only", "--checkpoint", ROOT / "reference" / "nn_numpy.npz",
+                        "--out-dir", tmp_path / "figures", "--no-figures", env={"MNIST_DIR": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr
+    again = json.loads((folder / "metrics.json").read_text())
+    assert again["config"]["eval_only"] is True
+    assert again["code_verified"] == committed["code_verified"]
+    assert again["history"] == committed["history"]
