@@ -523,9 +523,10 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
                  f"the rest is start-up, evaluation and figures)")
     produced = (f"Produced by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
                 f"Python {platform.python_version()}; {took}")
-    earlier = earlier_results(args.out_dir) if args.eval_only else {}
-    if earlier.get("trained"):  # the training's provenance stays; this evaluation is named beside it
-        produced = f"Re-evaluated by `{command}` ({took[len('this run took '):]}); trained by: {earlier['trained']}"
+    earlier = earlier_results(args.out_dir) if args.eval_only or not trained else {}
+    if earlier.get("trained"):  # the training's provenance stays; this run is named beside it
+        what = "Re-evaluated" if args.eval_only else "Rewritten, every run reused from disk,"
+        produced = f"{what} by `{command}` ({took[len('this run took '):]}); trained by: {earlier['trained']}"
     text = (f"# Results\n\n{produced}. Mean ± sample std "
             f"over the seeds named in the last column, which also says whether a row comes from this run or "
             f"was kept from an earlier one.\n"

@@ -328,6 +328,10 @@ def test_a_second_quick_run_trains_nothing_and_rewrites_the_same_numbers(quick):
     for model in reproduce.MODELS:
         assert f"[{model} seed 0] reused: same configuration, seed and code" in result.stdout
     assert "epoch  1/1" not in result.stdout and "0 run(s) finished, 4 reused from disk" in result.stdout
-    after = reproduce.parse_results_table((out / "results.md").read_text())
+    text = (out / "results.md").read_text()
+    after = reproduce.parse_results_table(text)
+    # which run trained them stays named: "Rewritten, every run reused from disk, by ...; trained by: Produced by"
+    assert text.startswith("# Results\n\nRewritten, every run reused from disk, by `python reproduce.py --quick")
+    assert "; trained by: Produced by `python reproduce.py --quick" in text
     numbers = ["Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss"]
     assert [[row[c] for c in numbers] for row in after] == [[row[c] for c in numbers] for row in before]
