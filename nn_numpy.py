@@ -16,9 +16,9 @@ import math
 import sys
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from common import original
+from common.blas import one_blas_thread
 from common.checkpoint import check_shapes, load_npz, save_npz
 from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
@@ -260,12 +260,6 @@ def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, prog
 def predict(model, images, batch_size=250):
     """Logits (N, 10) for ``images``, in batches: bounded memory, and faster than one huge batch here."""
     return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
-def one_blas_thread():
-    """A context in which NumPy's matrix products run on one thread. Why: the layers' products are small, and
-    on a shared 2-core machine a second BLAS thread waits for a busy core (benchmarks/README.md)."""
-    return threadpool_limits(1, user_api="blas")
 
 
 def fit(run, model, loss_fn, optimizer, data, batch_size, rng, halves=None):

@@ -37,6 +37,7 @@ import cnn_torch  # noqa: E402
 import nn_numpy  # noqa: E402
 import nn_torch  # noqa: E402
 from benchmarks.naive_conv import naive_conv_backward, naive_conv_forward  # noqa: E402
+from common.blas import one_blas_thread  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.run import EpochProgress  # noqa: E402
@@ -52,7 +53,7 @@ def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=N
     model = build(rng)
     loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, lr)
     images, labels = images[:n], labels[:n]
-    cleanup.enter_context(nn_numpy.one_blas_thread())  # as the scripts' fit() does
+    cleanup.enter_context(one_blas_thread())  # as the scripts' fit() does
     halves = None if processes is None else cleanup.enter_context(Halves(model, images, labels, [], processes))
 
     def epoch():
@@ -124,7 +125,7 @@ def conv_layers_time(images, batch_size, batches, kind):
     inputs = [images[:batch_size].reshape(-1, 1, 28, 28),
               rng.random((batch_size, 16, 14, 14), dtype=np.float32)]
     start = time.perf_counter()
-    with nn_numpy.one_blas_thread():
+    with one_blas_thread():
         for _ in range(batches):
             for conv, x in zip(convs, inputs):
                 if kind == "naive":

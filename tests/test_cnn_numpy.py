@@ -212,5 +212,6 @@ def test_cnn_numpy_py_is_the_textbook_no_layout_tricks_threads_or_processes():
     for construct in ("as_strided", "PoolCorners", "mmap", "multiprocessing", "os.fork", "threadpoolctl",
                       "blas_threads"):
         assert construct not in source, construct
+        assert construct not in (ROOT / "nn_numpy.py").read_text(), construct  # the file read first
     layers = source[source.index("class Conv2d"):source.index("def cnn(")]
     assert len(layers.splitlines()) <= 110  # Conv2d + MaxPool2d with their docstrings

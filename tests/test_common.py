@@ -360,3 +360,15 @@ def test_ctrl_c_during_the_switch_itself_completes_the_set(tmp_path, monkeypatch
             outputs.path(tmp_path / name).write_text("new")
     assert outputs.interrupted
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_one_blas_thread_sets_one_inside_and_restores_the_count_after():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from common.blas import one_blas_thread
+
+    counts = lambda: {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}  # noqa: E731
+    with threadpool_limits(2, user_api="blas"):
+        with one_blas_thread():
+            assert counts() == {1}
+        assert counts() == {2}

@@ -10,6 +10,7 @@ import pytest
 
 import cnn_numpy
 import nn_numpy
+from common.blas import one_blas_thread
 from fast_cnn import layers as fast
 from fast_cnn.halves import Halves
 from fast_cnn.layers import Conv2d, MaxPool2d, PoolCorners, blas_threads
@@ -155,7 +156,7 @@ def test_one_short_training_run_ends_within_a_tenth_of_a_point_on_both_paths(mni
         model = textbook if path == "textbook" else tuned
         optimizer, order_rng = nn_numpy.SGD(model, 0.05), np.random.default_rng(1)
         progress = EpochProgress(1, 1, math.ceil(2000 / 8), quiet=True, lr=0.05)
-        with nn_numpy.one_blas_thread():
+        with one_blas_thread():
             if path == "textbook":
                 nn_numpy.train_epoch(model, nn_numpy.SoftmaxCrossEntropy(), optimizer, x_train, y_train, 8,
                                      order_rng, progress)
