@@ -241,14 +241,17 @@ class RunsOnDisk:
                 return read_record(Path(tmp) / model) if done.returncode == 0 else None
         return run
 
-    def check(self, model, seed, group=None):
-        """-> (the record on disk, if it can stand for this run, else None; why). Prints a line when it is used."""
+    def check(self, model, seed, group=None, first_epoch=True):
+        """-> (the record on disk, if it can stand for this run, else None; why). Prints a line when it is used.
+        first_epoch=False: a record from other code is not checked by its first epoch, only left out."""
         tag, path = f"[{group or model} seed {seed}]", self.path(model, seed, group)
         try:
             record = json.loads(path.read_text()) if path.is_file() else None
         except (OSError, ValueError):
             record = {}  # unreadable: counts as a run that did not finish
         decision = decide(record, self.wanted(model, group, seed) if record else {}, self.digest(model))
+        if decision.action == VERIFY and not first_epoch:
+            return None, f"{decision.why} (reproduce.py --seeds {seed + 1} checks it by its first epoch)"
         if decision.action == VERIFY:
             started = time.perf_counter()
             checked = verify(record, self.first_epoch(model, seed, group), self.digest(model))
@@ -608,7 +611,8 @@ def build_parser():
                    help="comma-separated subset of " + ", ".join(MODELS) + " (default: all four)")
     p.add_argument("--seeds", type=positive_int, default=None,
                    help="run every model with seeds 0..N-1 and report mean ± std; a run on disk with the same "
-                        "configuration, seed and code is reused (default: 1; 3 with --findings)")
+                        "configuration, seed and code is reused, and other seeds on disk that still stand stay in "
+                        "the table (default: 1; 3 with --findings)")
     p.add_argument("--findings", action="store_true",
                    help="check the report's Discussion: the extra configurations (recipe crossover, permuted "
                         "pixels) for each seed, reused from disk where they still stand, else trained; the main "
@@ -689,6 +693,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("reproduce.py: interrupted; finished runs keep their outputs", file=sys.stderr)
         return 130
+    if runs is not None:  # seeds on disk beyond --seeds stay in the table while they stand as they are
+        for model in models:
+            for seed in (s for s in seeds_on_disk(args.out_dir, model) if s >= args.seeds):
+                record, why = runs.check(model, seed, first_epoch=False)
+                if record is not None:
+                    reused.append((model, seed))
+                else:
+                    print(f"[{model} seed {seed}] left out of results.md: {why}", flush=True)
     total = time.perf_counter() - started
     records, sources = load_records(args.out_dir, finished, models, kept + reused,
                                     "re-evaluated now" if args.eval_only else "this run")

@@ -335,3 +335,24 @@ def test_a_second_quick_run_trains_nothing_and_rewrites_the_same_numbers(quick):
     assert "; trained by: Produced by `python reproduce.py --quick" in text
     numbers = ["Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss"]
     assert [[row[c] for c in numbers] for row in after] == [[row[c] for c in numbers] for row in before]
+
+
+def test_a_run_with_fewer_seeds_keeps_the_other_seeds_that_still_stand(tmp_path, mnist_dir):
+    """`make reproduce` (one seed) on a clone of the 10-seed reproduction trained nothing and rewrote results.md
+    from seed 0 alone: the other seeds on disk, from the same configuration and code, stay in the table."""
+    figures = tmp_path / "figures"
+    shutil.copytree(ROOT / "figures", figures, ignore=shutil.ignore_patterns("findings", "original*", "*.png"))
+    from common.reuse import code_digest
+    for model in reproduce.MODELS:  # as if trained by this code, whatever code the committed runs came from
+        for path in [figures / model / "metrics.json", *figures.glob(f"seeds/seed*/{model}/metrics.json")]:
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "code": code_digest(ROOT / f"{model}.py")}))
+    before = {r["Model"]: r for r in reproduce.parse_results_table((figures / "results.md").read_text())}
+    result = run_script(ROOT / "reproduce.py", "--out-dir", figures, "--checkpoint-dir", tmp_path / "ck",
+                        cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "0 run(s) finished" in result.stdout and "training:" not in result.stdout
+    after = {r["Model"]: r for r in reproduce.parse_results_table((figures / "results.md").read_text())}
+    for model, row in after.items():
+        assert row["Test Acc (%)"] == before[model]["Test Acc (%)"]
+        assert row["run"].endswith(before[model]["run"].split(", seeds ", 1)[1])
