@@ -11,7 +11,7 @@ from benchmarks.naive_conv import naive_conv_backward, naive_conv_forward
 from cnn_numpy import Conv2d, MaxPool2d, cnn
 from conftest import ROOT
 from gradcheck import relative_error
-from nn_numpy import ReLU, SoftmaxCrossEntropy
+from nn_numpy import SoftmaxCrossEntropy
 from test_nn_numpy import check_layer, check_network
 
 TOL = 1e-6
