@@ -18,7 +18,9 @@ import importlib.metadata
 import json
 import math
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,13 +44,47 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+class CtrlC:
+    """Ctrl-C during training, made impossible to lose.
+
+    Python runs its SIGINT handler between two bytecodes of whatever runs at that moment: a KeyboardInterrupt
+    raised inside a finalizer (say tqdm's ``__del__``, run when an epoch's bar is collected) is printed as
+    "Exception ignored" and dropped, and training would go on. While a :class:`Run` is entered, the handler
+    also notes the signal, and :meth:`check` (called at every step and epoch end) raises it again.
+    """
+
+    def __init__(self):
+        self.came = False
+        self.previous = None
+
+    def handler(self, signum, frame):
+        self.came = True
+        raise KeyboardInterrupt
+
+    def install(self):
+        # Only over Python's own handler: a SIGINT ignored (SIG_IGN, a background job) stays ignored.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self.handler)
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def check(self):
+        if self.came:
+            raise KeyboardInterrupt
+
+
 class EpochProgress:
     """Per-batch bookkeeping of one epoch: running loss/accuracy, a tqdm bar, and the divergence check."""
 
-    def __init__(self, epoch, epochs, steps, quiet, lr):
+    def __init__(self, epoch, epochs, steps, quiet, lr, ctrl_c=None):
         from tqdm import tqdm
 
         self.epoch, self.lr = epoch, lr
+        self.ctrl_c = ctrl_c or CtrlC()
         self.order_digest = None  # set by train_epoch: the fingerprint of this epoch's shuffle
         self.losses = []
         self.loss_sum = self.correct = self.seen = 0
@@ -57,6 +93,7 @@ class EpochProgress:
                         disable=True if quiet else None, mininterval=0.5)
 
     def step(self, loss, correct, n):
+        self.ctrl_c.check()
         loss = float(loss)
         if not math.isfinite(loss):
             raise Diverged(f"the training loss became {loss} at epoch {self.epoch}, step {len(self.losses) + 1}; "
@@ -112,13 +149,16 @@ class Run:
         # what trained the weights (common/reuse.py); --eval-only takes the checkpoint's instead
         self.code = script_digest(model)
         self.started = time.perf_counter()
+        self.ctrl_c = CtrlC()
 
     # --- training -------------------------------------------------------------------------------------
     def epochs(self):
         return range(1, self.epochs_total + 1)
 
     def progress(self, epoch, steps):
-        self.current = EpochProgress(epoch, self.epochs_total, steps, self.quiet, self.config.get("lr", 0))
+        self.ctrl_c.check()
+        self.current = EpochProgress(epoch, self.epochs_total, steps, self.quiet, self.config.get("lr", 0),
+                                     self.ctrl_c)
         return self.current
 
     def evaluates_train(self, epoch):
@@ -129,6 +169,7 @@ class Run:
         """Record an epoch from the model's logits on the test set and, if evaluates_train(epoch), on the whole
         training set (else train_logits is None, and the epoch's batch means stand for the training set)."""
         progress = self.current
+        self.ctrl_c.check()
         entry = {"epoch": progress.epoch}
         if train_logits is not None:
             entry.update(self.evaluate(train_logits, train_labels, test_logits, test_labels))
@@ -159,10 +200,12 @@ class Run:
                 "test_acc": metrics.accuracy(test_logits, test_labels)}
 
     def __enter__(self):
+        self.ctrl_c.install()
         return self
 
     def __exit__(self, kind, value, traceback):
-        if kind is KeyboardInterrupt:
+        self.ctrl_c.restore()
+        if kind is KeyboardInterrupt or (kind is None and self.ctrl_c.came):  # the latter: one dropped at the end
             raise self.keep_interrupted() from None
         return False
 
@@ -174,7 +217,8 @@ class Run:
         record_path = self.dir / "metrics.interrupted.json"
         self.save_checkpoint(checkpoint, self.state, self.checkpoint_record(), self.iteration_losses)
         write_json(record_path, self.record(self.history[-1], interrupted=True))
-        return Interrupted(f"interrupted during epoch {done + 1}; epoch {done}'s results are in {record_path} "
+        when = f"during epoch {done + 1}" if done < self.epochs_total else "after the last epoch"
+        return Interrupted(f"interrupted {when}; epoch {done}'s results are in {record_path} "
                            f"and {checkpoint} (earlier outputs untouched)")
 
     # --- evaluation only --------------------------------------------------------------------------------

@@ -344,6 +344,50 @@ def test_outputs_switch_over_as_one_set_even_when_interrupted_while_written(tmp_
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one, on purpose
+def test_ctrl_c_dropped_inside_a_finalizer_still_stops_the_run(tmp_path):
+    """Python drops a KeyboardInterrupt raised in a __del__ ("Exception ignored"): CI once lost a Ctrl-C that came
+    while tqdm's finalizer ran between two epochs, and the run went on. The next step must raise it again."""
+    import gc
+    import signal
+
+    from common.run import Interrupted
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)   # the handler runs here, inside the finalizer
+
+    run, _, saved = finished_run(tmp_path)
+    run.epochs_total = 100
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted, match=r"interrupted during epoch 2; epoch 1's results are in"):
+            with run:
+                with run.progress(2, steps=10) as progress:
+                    progress.step(0.5, 3, 4)
+                    Finalized()
+                    gc.collect()
+                    progress.step(0.5, 3, 4)   # the dropped Ctrl-C is raised here
+                    pytest.fail("the run went on after Ctrl-C")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the run's handler is gone
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [path.name for path in saved] == ["m.interrupted.npz"]
+
+
+def test_ignored_ctrl_c_stays_ignored_during_a_run(tmp_path):
+    """A background job's SIGINT is SIG_IGN; a Run must not turn it back on."""
+    import signal
+
+    run, _, _ = finished_run(tmp_path)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with run:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_during_the_switch_itself_completes_the_set(tmp_path, monkeypatch):
     import os
     import signal
