@@ -146,7 +146,7 @@ def cnn(rng, dtype=np.float32, init="xavier"):
 def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
                     epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd", init="xavier")
-    add_dtype_flag(p)
+    add_dtype_flag(p, "float32")
     p.add_argument("--layers", choices=["textbook", "fast"], default="fast",
                    help="textbook: the Conv2d and MaxPool2d of this file, whole batches in one process; fast: "
                         "fast_cnn/, the same network laid out for speed, each batch as two halves (default: "

@@ -20,7 +20,7 @@ import numpy as np
 from common import original
 from common.blas import one_blas_thread
 from common.checkpoint import check_shapes, load_npz, save_npz
-from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
+from common.cli import DataOrder, make_parser, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
 from common.run import Run, dump_config
 
@@ -31,12 +31,16 @@ def init_weights(shape, fan_in, fan_out, init, rng, dtype):
     init="pytorch": W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and bound = 1/sqrt(fan_in), PyTorch's default for
                     nn.Linear/nn.Conv2d.
     init="xavier":  W ~ U(-sqrt(6/(fan_in+fan_out)), +...) (Glorot & Bengio 2010) and bound = 0, so b = 0.
+    init="normal":  W ~ N(0, 0.1^2) and bound = 0, so b = 0: the original report's NumPy MLP
+                    (``np.random.randn(in, out) * 0.1``), whatever the fans.
     """
     if init == "pytorch":
         bound = 1 / math.sqrt(fan_in)
         return rng.uniform(-bound, bound, shape).astype(dtype), bound
     if init == "xavier":
         return rng.uniform(-1, 1, shape).astype(dtype) * dtype.type(math.sqrt(6 / (fan_in + fan_out))), 0.0
+    if init == "normal":
+        return (rng.standard_normal(shape) * 0.1).astype(dtype), 0.0
     raise ValueError(f"unknown init {init!r}")
 
 
@@ -234,15 +238,13 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
                       Linear(64, 10, rng, dtype, init))
 
 
-def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves=None):
-    """One pass over the training set in a fresh random order, one optimizer step per batch.
+def train_epoch(model, loss_fn, optimizer, images, labels, order, batch_size, progress, halves=None):
+    """One pass over the training set in ``order`` (a permutation of its indices), one optimizer step per batch.
 
     halves: for the fast path only (cnn_numpy.py --layers fast; skip it on a first reading): a
     fast_cnn.halves.Halves over these images, which computes each batch's gradients as two halves. None: each
     batch forward and backward whole, below.
     """
-    order = rng.permutation(len(images))
-    progress.order_digest = order_digest(order)
     for start in range(0, len(images), batch_size):
         batch = order[start:start + batch_size]
         if halves is None:
@@ -262,19 +264,21 @@ def predict(model, images, batch_size=250):
     return np.concatenate([model.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def fit(run, model, loss_fn, optimizer, data, batch_size, rng, halves=None):
+def fit(run, model, loss_fn, optimizer, data, batch_size, rng, shuffle, halves=None):
     """Train for run.epochs(), recording each epoch on the test set and the whole training set (--eval-train).
 
     halves: fast path only, as for train_epoch; it also computes the logits (its predict) when given.
     """
     x_train, y_train, x_test, y_test = data
     steps = math.ceil(len(x_train) / batch_size)
+    data_order = DataOrder(rng, len(x_train), shuffle)
     logits = halves.predict if halves else functools.partial(predict, model)
     # Overflow warnings would only repeat what the divergence check reports in one line.
     with run, np.errstate(over="ignore", invalid="ignore", divide="ignore"), one_blas_thread():
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
-                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress, halves)
+                order, progress.order_digest = data_order()
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, order, batch_size, progress, halves)
             train_logits = logits(x_train) if run.evaluates_train(epoch) else None
             run.end_epoch(model.state_dict(), train_logits, y_train, logits(x_test), y_test)
 
@@ -308,7 +312,7 @@ def train_or_evaluate(run, model, loss_fn, optimizer, data, args, rng, test_imag
     if args.eval_only:
         final = evaluate_checkpoint(run, model, data, checkpoint, halves)
     else:
-        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng, halves)
+        fit(run, model, loss_fn, optimizer, data, args.batch_size, rng, args.shuffle, halves)
     run.finish(test_images, final)
 
 
@@ -337,16 +341,17 @@ def prepare(args, model_name):
     return checkpoint, init_rng, order_rng, dtype, data, test_images
 
 
-def add_dtype_flag(parser):
+def add_dtype_flag(parser, default):
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                        help="floating-point type of weights and activations (default: float32; with "
+                        help=f"floating-point type of weights and activations (default: {default}; with "
                              "--eval-only, the checkpoint's)")
+    parser.set_defaults(dtype_default=default)
 
 
 def build_parser():
     p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
-                    epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz", optimizer="sgd", init="pytorch")
-    add_dtype_flag(p)
+                    epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz", optimizer="sgd", init="normal")
+    add_dtype_flag(p, "float64")  # the original's MLP: float32 images times float64 weights, float64 throughout
     return p
 
 

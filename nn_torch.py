@@ -26,7 +26,7 @@ from torch import nn
 from common import original
 from common.checkpoint import (check_finite, check_record, check_shapes, identify, require_file,
                                unreadable_reason, wrong_script)
-from common.cli import make_parser, order_digest, parse_args, resolve_data_flags, run_main, seed_everything
+from common.cli import DataOrder, make_parser, parse_args, resolve_data_flags, run_main, seed_everything
 from common.data import load_model_inputs
 from common.errors import UsageError, UserError
 from common.io import atomic_path, strict_json
@@ -57,11 +57,9 @@ def to_device(data, device):
     return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in data)
 
 
-def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress):
-    """One pass over the training set in a fresh random order, one optimizer step per batch."""
+def train_epoch(model, loss_fn, optimizer, images, labels, order, batch_size, progress):
+    """One pass over the training set in ``order`` (a NumPy permutation of its indices), one step per batch."""
     model.train()
-    order = rng.permutation(len(images))
-    progress.order_digest = order_digest(order)
     order = torch.from_numpy(order).to(images.device)
     images, labels = images[order], labels[order]  # one gather per epoch; batches are then plain views
     for start in range(0, len(images), batch_size):
@@ -81,14 +79,16 @@ def predict(model, images, batch_size=500):
     return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu().numpy()
 
 
-def fit(run, model, loss_fn, optimizer, data, labels, batch_size, rng):
+def fit(run, model, loss_fn, optimizer, data, labels, batch_size, rng, shuffle):
     """Train for run.epochs(); ``data`` holds device tensors, ``labels`` the NumPy (y_train, y_test)."""
     x_train, y_train, x_test, _ = data
     steps = math.ceil(len(x_train) / batch_size)
+    data_order = DataOrder(rng, len(x_train), shuffle)
     with run:
         for epoch in run.epochs():
             with run.progress(epoch, steps) as progress:
-                train_epoch(model, loss_fn, optimizer, x_train, y_train, batch_size, rng, progress)
+                order, progress.order_digest = data_order()
+                train_epoch(model, loss_fn, optimizer, x_train, y_train, order, batch_size, progress)
             train_logits = predict(model, x_train) if run.evaluates_train(epoch) else None
             run.end_epoch(state_dict(model), train_logits, labels[0], predict(model, x_test), labels[1])
 
@@ -161,18 +161,22 @@ def train_or_evaluate(run, model, optimizer, data, labels, args, rng, test_image
     if args.eval_only:
         final = evaluate_checkpoint(run, model, data, labels, checkpoint)
     else:
-        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, labels, args.batch_size, rng)
+        fit(run, model, nn.CrossEntropyLoss(), optimizer, data, labels, args.batch_size, rng, args.shuffle)
     run.finish(test_images, final)
 
 
 def initialise(model, init):
     """--init: "pytorch" keeps PyTorch's defaults; "xavier" = Glorot-uniform weights and zero biases, as the
-    NumPy scripts' init_weights (same fans: fan_in = C_in*k*k, fan_out = C_out*k*k)."""
-    if init == "xavier":
+    NumPy scripts' init_weights (same fans: fan_in = C_in*k*k, fan_out = C_out*k*k); "normal" = N(0, 0.1^2)
+    weights and zero biases, the original's NumPy MLP."""
+    if init in ("xavier", "normal"):
         with torch.no_grad():
             for module in model.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    nn.init.xavier_uniform_(module.weight)
+                    if init == "xavier":
+                        nn.init.xavier_uniform_(module.weight)
+                    else:
+                        nn.init.normal_(module.weight, 0.0, 0.1)
                     nn.init.zeros_(module.bias)
     return model
 

@@ -9,11 +9,13 @@ and write figures/results.md (ours beside the report's) and figures/comparison.p
                                                  # without a checkpoint keep their recorded rows
     python reproduce.py --findings               # the report's Discussion checked: extra runs, 3 seeds, about
                                                  # 40 min; uses the main runs on disk (run --seeds 3 first)
-    python reproduce.py --seeds 8                # after --seeds 3: trains seeds 3-7 only
+    python reproduce.py --seeds 8 --reuse        # after --seeds 3: checks seeds 0-2 by their first epoch,
+                                                 # trains seeds 3-7
 
-A run already on disk is reused when its configuration, seed and code match (common/reuse.py); a run recorded
-by other code (or before code digests) is reused only if its first epoch, trained again, matches bit for bit;
-anything else is trained again, never mixed. One line per run says which, and why.
+Every run is trained, unless --reuse: then a run already on disk is reused when its configuration and seed
+match and either this machine trained (or checked) it with today's code, or its first epoch, trained again here,
+matches bit for bit (common/reuse.py); anything else is trained again, never mixed. One line per run says
+which, and why. --findings reuses the runs on disk that way (its extra runs and the main ones).
 
 Each model trains in its own process (a crash loses only that model; the NumPy runs never load torch),
 its output is streamed here with the model's name in front, and kept as train.log next to its figures
@@ -40,7 +42,7 @@ from common import stats
 from common.cli import QUICK_EXAMPLE, REFERENCE_DIR, Parser, positive_int
 from common.io import write_json, write_text
 from common.report import REPORT
-from common.reuse import REUSE, VERIFY, code_digest, decide, mark_verified, verify
+from common.reuse import REUSE, VERIFY, code_digest, decide, machine_id, mark_verified, verify
 from common.run import TITLES
 from common.stats import mean_std
 
@@ -152,15 +154,26 @@ def wait_with_peak_memory(child):
 # --- the findings: extra configurations, and the report's Discussion checked (common/findings.py) ----------------
 
 PERMUTATION_SEED = 0  # the one fixed pixel permutation of the spatial-structure control
+# The kit's earlier defaults (before it followed the original's procedure): a new order every epoch and, for
+# nn_numpy, PyTorch's initialisation in float32. The "+earlier" groups are those runs; the permuted-pixel control
+# is measured against them, with the same procedure.
+EARLIER = {"nn_numpy": ["--shuffle", "epoch", "--init", "pytorch", "--dtype", "float32"],
+           "nn_torch": ["--shuffle", "epoch"], "cnn_numpy": ["--shuffle", "epoch"], "cnn_torch": ["--shuffle", "epoch"]}
 # group name (common/findings.py) -> (script, flags on top of the script's report defaults)
 FINDINGS_RUNS = {
-    "nn_numpy+momentum": ("nn_numpy", ["--lr", "0.01", "--momentum", "0.9"]),         # nn_torch's recipe
-    "nn_torch+sgd": ("nn_torch", ["--lr", "0.1", "--momentum", "0"]),                  # nn_numpy's recipe
+    # the recipe crossover: each recipe is its optimizer, hyperparameters and initialisation
+    "nn_numpy+momentum": ("nn_numpy", ["--lr", "0.01", "--momentum", "0.9", "--init", "pytorch"]),  # nn_torch's
+    "nn_torch+sgd": ("nn_torch", ["--lr", "0.1", "--momentum", "0", "--init", "normal"]),           # nn_numpy's
     "cnn_numpy+adam": ("cnn_numpy", ["--optimizer", "adam", "--lr", "0.001", "--epochs", "10",
                                      "--batch-size", "32", "--init", "pytorch"]),      # cnn_torch's recipe
     "cnn_torch+sgd": ("cnn_torch", ["--optimizer", "sgd", "--lr", "0.01", "--epochs", "5", "--batch-size", "16",
                                     "--init", "xavier"]),                                # cnn_numpy's recipe
-    **{f"{model}+permuted": (model, ["--permute-pixels", str(PERMUTATION_SEED)]) for model in MODELS},
+    # the procedure ablation: nn_numpy over {once, epoch} x {normal, pytorch} (float64), and the earlier defaults
+    "nn_numpy+epoch": ("nn_numpy", ["--shuffle", "epoch"]),
+    "nn_numpy+pytorch-init": ("nn_numpy", ["--init", "pytorch"]),
+    "nn_numpy+epoch+pytorch-init": ("nn_numpy", ["--shuffle", "epoch", "--init", "pytorch"]),
+    **{f"{model}+earlier": (model, EARLIER[model]) for model in MODELS},
+    **{f"{model}+permuted": (model, [*EARLIER[model], "--permute-pixels", str(PERMUTATION_SEED)]) for model in MODELS},
 }
 
 
@@ -205,6 +218,7 @@ class RunsOnDisk:
 
     def __init__(self, args):
         self.args = args
+        self.machine = machine_id()
         self.digests, self.configs = {}, {}
         self.check_seconds = {}  # group or model -> seconds of each first-epoch check
 
@@ -249,7 +263,8 @@ class RunsOnDisk:
             record = json.loads(path.read_text()) if path.is_file() else None
         except (OSError, ValueError):
             record = {}  # unreadable: counts as a run that did not finish
-        decision = decide(record, self.wanted(model, group, seed) if record else {}, self.digest(model))
+        decision = decide(record, self.wanted(model, group, seed) if record else {}, self.digest(model),
+                          self.machine)
         if decision.action == VERIFY and not first_epoch:
             return None, f"{decision.why} (reproduce.py --seeds {seed + 1} checks it by its first epoch)"
         if decision.action == VERIFY:
@@ -259,9 +274,10 @@ class RunsOnDisk:
             self.check_seconds.setdefault(group or model, []).append(took)
             if checked.action != REUSE:
                 return None, f"{decision.why}, and {checked.why}"
-            record = mark_verified(record, self.digest(model))
+            record = mark_verified(record, f"{self.digest(model)}@{self.machine}")
             write_json(path, record)
-            print(f"{tag} verified by its first epoch: reused ({decision.why}; {checked.why}, {took:.1f} s)",
+            print(f"{tag} verified by its first epoch on this machine: reused ({decision.why}; {checked.why}, "
+                  f"{took:.1f} s)",
                   flush=True)
             return record, checked.why
         if decision.action == REUSE:
@@ -613,6 +629,10 @@ def build_parser():
                    help="run every model with seeds 0..N-1 and report mean ± std; a run on disk with the same "
                         "configuration, seed and code is reused, and other seeds on disk that still stand stay in "
                         "the table (default: 1; 3 with --findings)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse a run already on disk when its configuration and seed match and its first epoch, "
+                        "trained again on this machine, matches bit for bit (unless this machine trained or "
+                        "checked it with this code before); default: train every run")
     p.add_argument("--findings", action="store_true",
                    help="check the report's Discussion: the extra configurations (recipe crossover, permuted "
                         "pixels) for each seed, reused from disk where they still stand, else trained; the main "
@@ -671,7 +691,8 @@ def main(argv=None):
                 kept.append((model, seed))
                 continue
             if runs is not None:
-                record, why = runs.check(model, seed)
+                record, why = runs.check(model, seed) if args.reuse else (None, "reproduce.py trains every run "
+                                                                                 "(--reuse reuses runs on disk)")
                 if record is not None:
                     reused.append((model, seed))
                     continue

@@ -93,9 +93,14 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
     p.add_argument("--momentum", type=momentum_value, default=None,
                    help=f"SGD momentum, 0 <= m < 1; only with --optimizer sgd (default: "
                         f"{MOMENTUM_DEFAULT.get(model, 0.0) if optimizer == 'sgd' else 0.0})")
-    p.add_argument("--init", choices=["pytorch", "xavier"], default=init,
+    p.add_argument("--init", choices=["pytorch", "xavier", "normal"], default=init,
                    help="weights: pytorch = U(+-1/sqrt(fan_in)) for weights and biases (PyTorch's default), "
-                        "xavier = Glorot-uniform weights, zero biases (default: %(default)s)")
+                        "xavier = Glorot-uniform weights, zero biases, normal = N(0, 0.1^2) weights, zero biases "
+                        "(the original's NumPy MLP) (default: %(default)s)")
+    p.add_argument("--shuffle", choices=["once", "epoch"], default="once",
+                   help="data order: once = one random order drawn before the first epoch and kept for every "
+                        "epoch (the original's data loader), epoch = a new random order every epoch (the usual "
+                        "practice) (default: %(default)s)")
     p.add_argument("--permute-pixels", type=seed_value, default=None, metavar="SEED",
                    help="shuffle the 784 pixel positions of every training and test image with one fixed "
                         "permutation drawn from SEED (the spatial-structure control; default: off)")
@@ -127,7 +132,7 @@ def make_parser(model, description, *, epochs, lr, batch_size, checkpoint_suffix
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the per-epoch lines")
     p.add_argument("--no-figures", action="store_true",
                    help="write only metrics.json and the checkpoint, no PNGs (reproduce.py --findings uses it)")
-    p.set_defaults(model=model, checkpoint_suffix=checkpoint_suffix)
+    p.set_defaults(model=model, checkpoint_suffix=checkpoint_suffix, dtype_default="float32")
     return p
 
 
@@ -144,7 +149,7 @@ QUICK_EXAMPLE = {"nn_numpy": "--epochs 3 --limit-train 2000 --batch-size 8",
 
 SCRATCH_DIR = "runs"  # where runs other than the report's configuration write by default (.gitignore'd)
 DATA_FLAGS = ("limit_train", "permute_pixels", "dtype")
-TRAINING_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "init", "seed")
+TRAINING_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "init", "shuffle", "seed")
 
 
 def parse_args(parser, argv=None):
@@ -187,7 +192,7 @@ def departures(parser, args):
         report["momentum"] = [MOMENTUM_DEFAULT.get(args.model, 0.0) if report["optimizer"][0] == "sgd" else 0.0]
     report["limit_train"].append(TRAIN_SIZE)  # all of it, as by default
     if "dtype" in report:
-        report["dtype"].append("float32")  # the default that None stands for
+        report["dtype"].append(args.dtype_default)  # the default that None stands for
     differs = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in keys
                if getattr(args, key) not in report[key]]
     name = f"{args.model}{args.checkpoint_suffix}"
@@ -246,6 +251,28 @@ def seed_everything(seed):
     return np.random.default_rng(init), np.random.default_rng(order)
 
 
+class DataOrder:
+    """Each epoch's order of the training images (--shuffle), drawn from the data-order stream ``rng``.
+
+    shuffle="once": one permutation before the first epoch, the same for every epoch, as the original's data
+    loader did (it shuffled its index once, when it was built). shuffle="epoch": a new permutation every epoch,
+    the usual practice: each epoch then meets other batches, so no batch's gradient noise repeats. The first
+    epoch's permutation is the same either way. Call the object once per epoch: it returns (order, digest).
+    """
+
+    def __init__(self, rng, n, shuffle):
+        if shuffle not in ("once", "epoch"):
+            raise ValueError(f"unknown shuffle {shuffle!r}")
+        self.rng, self.n, self.shuffle = rng, n, shuffle
+        self.order = None
+
+    def __call__(self):
+        if self.order is None or self.shuffle == "epoch":
+            self.order = self.rng.permutation(self.n)
+            self.digest = order_digest(self.order)
+        return self.order, self.digest
+
+
 def order_digest(order):
     """A short fingerprint of one epoch's shuffle, recorded per epoch so that runs can be compared."""
     return hashlib.sha256(np.asarray(order, dtype=np.int64).tobytes()).hexdigest()[:16]
@@ -256,14 +283,14 @@ def resolve_data_flags(args, record=None):
 
     With --eval-only, ``record`` is the checkpoint's record: flags not given take the checkpoint's values, so
     the evaluation sees the training's data; flags given explicitly win, and Run.restore records them as what
-    was evaluated. Otherwise: all 60000 images, float32.
+    was evaluated. Otherwise: all 60000 images, the script's default dtype (``args.dtype_default``).
     """
     config = (record or {}).get("config", {})
     for key in ("limit_train", "permute_pixels"):
         if getattr(args, key, 0) is None:
             setattr(args, key, config.get(key))
     if getattr(args, "dtype", "") is None:
-        args.dtype = config["dtype"] if config.get("dtype") in ("float32", "float64") else "float32"
+        args.dtype = config["dtype"] if config.get("dtype") in ("float32", "float64") else args.dtype_default
     return args
 
 

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The hyperparameter and data flags a record's config must match (descriptive strings such as architecture or
 # split_batches may be reworded and are not compared). A key the script has no flag for is not compared.
 COMPARED = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "optimizer", "momentum",
-            "init", "permute_pixels", "eval_train", "layers")
-ABSENT = {"layers": "fast"}  # what a record made before the flag existed ran with
+            "init", "shuffle", "permute_pixels", "eval_train", "layers")
+ABSENT = {"layers": "fast", "shuffle": "epoch"}  # what a record made before the flag existed ran with
 # Per-epoch fields that do not depend on the run's total epoch count: the whole training set is evaluated
 # after the last epoch only (--eval-train last), which a 1-epoch run does after epoch 1 and a longer run does
 # not; that adds train_loss/train_acc to the entry but changes none of these.
@@ -135,9 +135,33 @@ def config_changes(recorded, wanted):
     return changes
 
 
-def decide(record, wanted, digest):
+def machine_id():
+    """A short fingerprint of this machine's arithmetic: CPU model, architecture, host and NumPy's BLAS. Another
+    CPU (or BLAS) may round differently, so a run is trusted without a check only on the machine that made or
+    checked it."""
+    import platform
+
+    import numpy as np
+
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):  # NumPy before 1.26 prints its configuration only
+        blas = {}
+    text = "|".join([platform.machine(), platform.node(), cpu or platform.processor(), str(blas.get("name")),
+                     str(blas.get("version"))])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def decide(record, wanted, digest, machine=None):
     """What to do about the run a record (None: no record on disk) stands for, given the config this call would
-    run and the code's digest now."""
+    run and the code's digest now. ``machine`` (machine_id()): a run is then reused unchecked only when it was
+    trained, or its first epoch checked, on this machine with this code; None: the machine is not asked."""
     if record is None:
         return Decision(TRAIN, "no run on disk")
     if record.get("interrupted") or not record.get("history") or not record.get("final"):
@@ -145,9 +169,18 @@ def decide(record, wanted, digest):
     changes = config_changes(record.get("config", {}), wanted)
     if changes:
         return Decision(TRAIN, "its configuration differs: " + ", ".join(changes))
-    if record.get("code") == digest:
+    if machine is not None:
+        if record.get("code") == digest and record.get("machine") == machine:
+            return Decision(REUSE, "same configuration, seed, code and machine")
+        if f"{digest}@{machine}" in record.get("code_verified", []):
+            return Decision(REUSE, "same configuration and seed; its first epoch matched this code on this "
+                                   "machine before")
+        if record.get("code") == digest:
+            return Decision(VERIFY, "same code, but trained on another machine (or before machines were "
+                                    "recorded): another CPU may round differently")
+    elif record.get("code") == digest:
         return Decision(REUSE, "same configuration, seed and code")
-    if digest in record.get("code_verified", []):
+    elif digest in record.get("code_verified", []):
         return Decision(REUSE, "same configuration and seed; its first epoch matched this code before")
     if record.get("code") is None:  # no field, or an evaluation of a checkpoint saved before digests
         return Decision(VERIFY, "recorded before code digests")
@@ -173,6 +206,7 @@ def verify(record, first_epoch, digest):
 
 
 def mark_verified(record, digest):
-    """The record with ``digest`` added to code_verified (a copy; nothing else changes)."""
+    """The record with ``digest`` (for reproduce.py: "digest@machine") added to code_verified (a copy; nothing
+    else changes)."""
     verified = [d for d in record.get("code_verified", []) if d != digest]
     return {**record, "code_verified": [*verified, digest]}

@@ -30,7 +30,7 @@ from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
 from common.errors import UsageError, UserError
 from common.io import OutputSet, check_writable, write_json
-from common.reuse import ROOT, code_digest
+from common.reuse import ROOT, code_digest, machine_id
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
           "cnn_torch": "CNN, PyTorch"}
@@ -148,6 +148,7 @@ class Run:
         self.trained_seconds = None
         # what trained the weights (common/reuse.py); --eval-only takes the checkpoint's instead
         self.code = script_digest(model)
+        self.machine = machine_id()
         self.started = time.perf_counter()
         self.ctrl_c = CtrlC()
 
@@ -240,12 +241,14 @@ class Run:
         self.history = record["history"]
         self.trained_seconds = record.get("seconds_total")
         self.code = record.get("code")  # None for a checkpoint saved before code digests
+        self.machine = record.get("machine")
         self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
 
     # --- outputs ----------------------------------------------------------------------------------------
     def checkpoint_record(self):
         return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
-                "history": self.history, "seconds_total": self.elapsed(), "code": self.code}
+                "history": self.history, "seconds_total": self.elapsed(), "code": self.code,
+                "machine": self.machine}
 
     def elapsed(self):
         return time.perf_counter() - self.started
@@ -256,7 +259,7 @@ class Run:
                # an interrupted run's last epoch may not have evaluated the training set: null then
                "final": {k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
                "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
-               "code": self.code,
+               "code": self.code, "machine": self.machine,
                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
@@ -331,7 +334,7 @@ def script_digest(model):
 def dump_config(args, **extra):
     """The run's hyperparameters as a JSON-able dict: every flag that changes the result, plus ``extra``."""
     keys = ("epochs", "lr", "batch_size", "seed", "limit_train", "dtype", "device", "optimizer", "momentum",
-            "init", "permute_pixels", "eval_train")
+            "init", "shuffle", "permute_pixels", "eval_train")
     config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     config.update(extra)
     json.dumps(config)
