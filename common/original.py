@@ -9,9 +9,12 @@
     log.test_acc, log.train_loss, log.train_losses   # 0.9794, 0.0011, [0.2985, 0.1294, ...]
 
 The original (github.com/yongjoon2001/DGIST-Deep-Learning-PA1) pickled a dict of float64 arrays. A pickle
-can run any code while it loads, so :func:`load_pickle` admits exactly what NumPy array reconstruction needs
-(ndarray, dtype, _reconstruct, scalar) and refuses every other global, object dtypes, and anything but a
-dict of named arrays or number lists, each with one line; nothing in the file is run. Framework-free.
+can run any code while it loads, so :func:`load_pickle` admits exactly what NumPy array reconstruction needs,
+in every pickle protocol's spelling (ndarray, dtype, _reconstruct and scalar; protocol 5's _frombuffer;
+protocols 0-2's _codecs.encode of the raw bytes) and refuses every other global and object dtypes, each with
+one line; nothing in the file is run. A dict's entries must be named arrays, number lists or, beside them,
+plain scalars, strings and number lists kept as notes (``'epochs': 20``, ``'train_accs': [...]``).
+Framework-free (grade.py reads submissions through :class:`ArraysOnlyUnpickler` too).
 """
 
 import hashlib
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checkpoint import check_finite, check_shapes, require_file
+from common.checkpoint import check_finite, check_shapes, identify, require_file
 from common.errors import UserError
 
 REPOSITORY = "github.com/yongjoon2001/DGIST-Deep-Learning-PA1"
@@ -79,6 +82,21 @@ def _scalar(dtype, *data):
     return _multiarray().scalar(dtype, *data)
 
 
+def _frombuffer(buffer, dtype, shape, order):
+    """Protocol 5's spelling of an array: its bytes in band, then dtype, shape and order."""
+    if not isinstance(buffer, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise ObjectDtype()
+    array = np.frombuffer(buffer, dtype=dtype)
+    return array.reshape(shape, order=order) if order in ("C", "F") else array.reshape(shape)
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    """Protocols 0-2's spelling of bytes (an array's raw data, its dtype's byte order): encode(str, 'latin1')."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise Refused("_codecs.encode of something other than latin-1 text")
+    return text.encode("latin1")
+
+
 class ObjectDtype(Exception):
     """An array or scalar of Python objects: they would be unpickled too, so the file is refused."""
 
@@ -89,10 +107,12 @@ class Refused(Exception):
         self.name = name
 
 
-ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype}
+ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype, ("_codecs", "encode"): _codecs_encode}
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     ALLOWED[(_module, "_reconstruct")] = _reconstruct
     ALLOWED[(_module, "scalar")] = _scalar
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    ALLOWED[(_module, "_frombuffer")] = _frombuffer
 
 
 class ArraysOnlyUnpickler(pickle.Unpickler):
@@ -116,12 +136,18 @@ def is_pickle(path):
         return False
 
 
-def load_pickle(path):
+def load_pickle(path, notes=None):
     """The original's checkpoint as {name: ndarray}, read without running anything in the file.
 
-    Number lists (the per-epoch ``train_losses``/``test_losses``) become float64 arrays.
+    Number lists (the per-epoch ``train_losses``/``test_losses``) become float64 arrays. Other entries that
+    are not weights (scalars, strings, number lists, small dicts of them) go to ``notes`` (name -> value)
+    when it is given, and are refused otherwise.
     """
     path = require_file(path)
+    if identify(path)[0] == "torch":
+        raise UserError(f"{path} is a PyTorch file (torch.save), not a pickle of arrays; grade.py reads any "
+                        f"state_dict (python grade.py FOLDER), nn_torch.py and cnn_torch.py the .pt files "
+                        f"this kit writes")
     try:
         with open(path, "rb") as f:
             obj = ArraysOnlyUnpickler(f).load()
@@ -136,11 +162,30 @@ def load_pickle(path):
     except Exception as e:  # noqa: BLE001 - a malformed pickle can raise almost anything; none is a bug of ours
         raise UserError(f"{path} is not a readable checkpoint in the original's format "
                         f"({type(e).__name__}: {e})") from None
-    return check_arrays(obj, path)
+    return check_arrays(obj, path, notes)
 
 
-def check_arrays(obj, path):
-    """``obj`` must be a dict of name -> numeric ndarray (or list of numbers)."""
+def is_number_list(value):
+    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, np.integer, np.floating))
+                                                    and not isinstance(v, bool) for v in value)
+
+
+def is_note(value):
+    """A plain value a training script saves beside its weights: a scalar, a string, a number list, or a small
+    dict of those (a config)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return True
+    if isinstance(value, dict):
+        return len(value) <= 100 and all(isinstance(k, str) and is_note(v) for k, v in value.items())
+    return is_number_list(value)
+
+
+def check_arrays(obj, path, notes=None):
+    """``obj`` must be a dict of name -> numeric ndarray (or list of numbers).
+
+    With ``notes`` (a dict), entries that cannot be weights (see :func:`is_note`) and are not named as the
+    original names a weight go there instead of being refused.
+    """
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a dict of named arrays; it is not a "
                         f"checkpoint in the original's format")
@@ -149,7 +194,10 @@ def check_arrays(obj, path):
         if not isinstance(name, str):
             raise UserError(f"{path} has an entry named {name!r}, not by a string; it is not a checkpoint in "
                             f"the original's format")
-        if isinstance(value, list) and all(isinstance(v, (int, float, np.integer, np.floating)) for v in value):
+        if notes is not None and name not in LOSS_KEYS and not NAME.match(name) and is_note(value):
+            notes[name] = value
+            continue
+        if is_number_list(value):
             value = np.array(value, dtype=np.float64)
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             kind = f"an array of {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
@@ -271,17 +319,49 @@ def load_checkpoint(path, model, config):
     flags of this evaluation as config["evaluated_with"]. The pickled per-epoch losses become the history;
     the original kept no per-iteration losses.
     """
-    arrays = load_pickle(path)
+    notes = {}
+    arrays = load_pickle(path, notes)
     state = to_state_dict(arrays, model, path)
+    if notes:
+        print(f"{path}: note: kept as notes, not weights: {describe_notes(notes)}", flush=True)
+    if not all(k in arrays for k in LOSS_KEYS):
+        print(f"{path}: note: no per-epoch losses (train_losses and test_losses) in the file: the loss graph "
+              f"will be empty", flush=True)
     record = {"config": {**{key: None for key in TRAINING_KEYS},
                          "unknown": "the training settings (null): the file holds weights and per-epoch losses "
                                     "only; the report's training_metrics.txt gives them",
                          "checkpoint": str(path), "checkpoint_sha256": sha256_of(path),
                          "checkpoint_format": "the original report's pickle",
                          "architecture": config.get("architecture"),
-                         "arrays": {name: list(value.shape) for name, value in arrays.items()}},
+                         "arrays": {name: list(value.shape) for name, value in arrays.items()},
+                         "notes": {name: note_value(value) for name, value in notes.items()}},
               "history": loss_history(arrays, path), "seconds_total": None}
     return state, record, []
+
+
+def note_value(value):
+    """A note as JSON can hold it: NumPy scalars as Python numbers, tuples as lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: note_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [note_value(v) for v in value]
+    return value
+
+
+def describe_notes(notes):
+    """"epochs 20, train_accs (20 numbers)": a short line for the notes kept beside the weights."""
+    parts = []
+    for name, value in notes.items():
+        if isinstance(value, (list, tuple)):
+            parts.append(f"{name} ({len(value)} numbers)")
+        elif isinstance(value, dict):
+            parts.append(f"{name} ({len(value)} entries)")
+        else:
+            text = repr(note_value(value))
+            parts.append(f"{name} {text if len(text) <= 40 else text[:37] + '...'}")
+    return ", ".join(parts)
 
 
 def sha256_of(path):
