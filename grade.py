@@ -1,0 +1,169 @@
+"""Grade a whole class's submitted models in one command: one CSV for the gradebook.
+
+    python grade.py submissions/                    # -> graded/grades.csv, graded/summary.md, graded/histogram.png
+    python grade.py submissions/ --out grades-pa1 --gradescope    # + grades-pa1/gradescope/<student>/results.json
+    python grade.py submissions/ --timeout 60 --memory-mb 1024    # tighter limits per file
+    python grade.py submissions/ --original ~/pa1/original        # where the original report's two pickles are
+
+Each subfolder of SUBMISSIONS is one submission, and so is a model file directly inside it; every .pkl,
+.pickle, .npz, .npy, .pt and .pth in a submission is graded, whatever its name. Which of the four models a file
+holds is told from its arrays' shapes (grading/identify.py); it is read without running anything in it
+(grading/loaders.py), in a worker process of its own with a time and memory limit (grading/workers.py), and
+evaluated on the 10,000 MNIST test images with this kit's models, as `--eval-only` does (grading/evaluate.py).
+Copies, among the submissions and of the kit's reference/ checkpoints and the original's weights, are flagged
+(grading/gradebook.py). Nothing is written into SUBMISSIONS. The exit code is 0 whenever the batch ran,
+whatever the rows say; 2 for a bad command line or folder, 1 when MNIST cannot be loaded. See docs/grading.md.
+"""
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from common.cli import Parser, positive_float, positive_int, run_main
+from common.data import load_mnist
+from common.errors import UsageError
+from common.io import check_writable
+from common.original import FILES as ORIGINAL_FILES
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_ORIGINAL = ROOT.parent / "shared" / "original"  # ../shared/original beside the repository
+TRAIN_IMAGES = 500  # training images that settle a layout the shapes leave open
+
+
+def build_parser():
+    p = Parser(prog="grade.py", description="Grade every submitted model in a folder: one row per model file in "
+                                            "OUT/grades.csv, with OUT/summary.md and OUT/histogram.png.")
+    p.add_argument("submissions", metavar="SUBMISSIONS",
+                   help="the folder of submissions: one subfolder per student (or model files directly in it)")
+    p.add_argument("--out", default="graded", help="folder for the outputs (default: %(default)s)")
+    p.add_argument("--gradescope", action="store_true",
+                   help="also write OUT/gradescope/<submission>/results.json, Gradescope's format (default: off)")
+    p.add_argument("--processes", type=positive_int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes, each grading one file at a time (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=120.0,
+                   help="seconds one file may take to read and evaluate (default: %(default)s)")
+    p.add_argument("--memory-mb", type=positive_int, default=2048,
+                   help="memory one file may take, in MiB, beyond what a worker holds (default: %(default)s)")
+    p.add_argument("--original", default=str(DEFAULT_ORIGINAL),
+                   help="folder holding the original report's nn_pure_python-model.pkl and cnn_pure_python-model.pkl, "
+                        "checked for copies (default: ../shared/original beside the repository)")
+    p.add_argument("--reference", default=str(ROOT / "reference"),
+                   help="folder of the kit's reference checkpoints, checked for copies (default: reference/)")
+    p.add_argument("--figures", default=str(ROOT / "figures"),
+                   help="the kit's figures/ whose metrics.json give its seeds' accuracies for the z-scores "
+                        "(default: figures/)")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST files (default: $MNIST_DIR, then ./data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def check_folders(args):
+    """The submissions folder exists and the outputs go outside it; returns (submissions, out) as Paths."""
+    submissions = Path(args.submissions)
+    if not submissions.is_dir():
+        what = "is a file, not a folder" if submissions.exists() else "does not exist"
+        raise UsageError(f"{submissions} {what}; give the folder that holds the submissions")
+    out = Path(args.out)
+    if out.resolve() == submissions.resolve() or submissions.resolve() in out.resolve().parents:
+        raise UsageError(f"--out {out} is inside {submissions}: nothing is written into the submissions; choose "
+                         f"a folder outside it")
+    check_writable(out, "--out")
+    return submissions, out
+
+
+def reference_files(args):
+    """[(name shown in the notes, path)] of the kit's reference checkpoints and the original's two pickles, and
+    a line saying what was found."""
+    reference, original = Path(args.reference), Path(args.original)
+    found = [(f"the kit's reference/{p.name}", p) for p in sorted(reference.glob("*"))
+             if p.suffix in (".npz", ".pt")] if reference.is_dir() else []
+    pickles = [original / name for name in ORIGINAL_FILES if name.endswith("-model.pkl")]
+    present = [p for p in pickles if p.is_file()]
+    found += [(f"the original report's {p.name}", p) for p in present]
+    line = (f"Checked for copies of {len(found) - len(present)} reference checkpoint(s) in {reference} and "
+            f"the original's {len(present)} pickle(s) in {original}.")
+    if len(present) < len(pickles):
+        line += f" The original's weights were not all found in {original} (--original): not checked against those."
+    return found, line
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    submissions_dir, out = check_folders(args)
+    from grading.gradebook import add_z_scores, find_submissions, flag_duplicates, seed_accuracies, write_outputs
+
+    submissions = find_submissions(submissions_dir)
+    references, references_line = reference_files(args)
+    if "not all found" in references_line:
+        print(f"grade.py: note: {references_line.split(' The ')[1]}", flush=True)
+    started = time.perf_counter()
+    data = load_data(args.data_dir)
+    tasks = [{"path": str(path), "purpose": "grade", "submission": name,
+              "file": path.name if path.parent == submissions_dir else path.relative_to(submissions_dir / name).as_posix()}
+             for name, files in submissions for path in files]
+    tasks += [{"path": str(path), "purpose": "reference", "name": shown} for shown, path in references]
+    n_files = sum(task["purpose"] == "grade" for task in tasks)
+    print(f"grade.py: {len(submissions)} submissions, {n_files} model files in {submissions_dir}; "
+          f"{args.processes} worker(s), each file limited to {args.timeout:g} s and {args.memory_mb} MiB",
+          flush=True)
+    results = run_tasks(tasks, data, args)
+    rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
+    rows += [{"submission": name, "file": "", "status": "no model", "notes": [
+        f"no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
+             for name, files in submissions if not files]
+    rows.sort(key=lambda row: (row["submission"], row["file"]))
+    reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
+                      if task["purpose"] == "reference" and results[i].get("sha256")]
+    flag_duplicates(rows, reference_rows)
+    seeds = seed_accuracies(Path(args.figures))
+    add_z_scores(rows, seeds)
+    command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope)
+    from grading.gradebook import counts
+
+    print(f"grade.py: {len(rows)} rows ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
+          f"written: {', '.join(map(str, written))}" + (f" and {out / 'gradescope'}/" if args.gradescope else ""),
+          flush=True)
+
+
+EMPTY = {"model": "", "architecture": None, "test_acc": None, "test_loss": None, "evaluated_with": "",
+         "format": "", "sha256": None, "signature": None}
+
+
+def row_of(task, result):
+    return {**EMPTY, **result, "submission": task["submission"], "file": task["file"],
+            "notes": list(result.get("notes", []))}
+
+
+def load_data(data_dir):
+    """The test set and the first TRAIN_IMAGES training images, loaded once here and shared by the workers."""
+    from grading.grader import Data
+
+    test_images, test_labels = load_mnist("test", data_dir)
+    train_images, train_labels = load_mnist("train", data_dir)
+    return Data(test_images, test_labels, train_images[:TRAIN_IMAGES].copy(), train_labels[:TRAIN_IMAGES].copy())
+
+
+def run_tasks(tasks, data, args):
+    """{task index: result}, graded in the worker pool with a progress bar on the terminal."""
+    from tqdm import tqdm
+
+    from grading.grader import grade_file, prepare
+    from grading.workers import WorkerPool
+
+    tqdm.monitor_interval = 0  # no monitor thread: the pool forks replacement workers while the bar runs
+    indexed = [{**task, "index": i} for i, task in enumerate(tasks)]
+    pool = WorkerPool(lambda task: grade_file(task, data), args.processes, args.timeout, args.memory_mb, prepare)
+    results = {}
+    with tqdm(total=len(tasks), desc="grading", unit="file", disable=True if args.quiet else None,
+              mininterval=0.5) as bar:
+        for task, result in pool.map(indexed):
+            results[task["index"]] = result
+            bar.update(1)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, "grade.py"))

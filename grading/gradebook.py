@@ -1,0 +1,253 @@
+"""The class's gradebook: which files to grade, copies among them, z-scores against the kit's seeds, and the
+files an instructor takes away (grades.csv, summary.md, histogram.png, Gradescope results.json).
+
+    submissions = find_submissions(Path("export"))   # [(submission, [model files])], sorted by name
+    rows = [...]                                      # one dict per file (grading.grader's result + names)
+    flag_duplicates(rows, references)                 # marks copies "flagged", naming the other file
+    add_z_scores(rows, seed_accuracies(Path("figures")))
+    write_outputs(out_dir, rows, ...)
+
+Pure functions over rows, apart from the writers at the end; nothing here reads a submitted file's content.
+"""
+
+import csv
+import datetime
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common.io import OutputSet, strict_json
+from grading.loaders import SUFFIXES
+
+COLUMNS = ("submission", "file", "model", "test_acc", "test_loss", "status", "note", "z_score", "evaluated_with",
+           "format", "sha256")
+STATUSES = ("graded", "flagged", "refused", "unreadable", "no model")
+MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
+# Weights equal within these tolerances (float16 rounding included) are the same weights.
+SAME_WEIGHTS = {"rtol": 1e-3, "atol": 1e-6}
+
+
+def mean_std(values):
+    """(mean, sample standard deviation) of ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def is_candidate(path):
+    return path.is_file() and path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
+
+
+def find_submissions(folder):
+    """[(submission name, [model files])]: each subfolder is one submission (its files found at any depth, hidden
+    folders skipped), and so is each model file directly inside ``folder``."""
+    submissions = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files = sorted((p for p in entry.rglob("*") if is_candidate(p)
+                            and not any(part.startswith(".") for part in p.relative_to(entry).parts)),
+                           key=lambda p: p.relative_to(entry).as_posix())
+            submissions.append((entry.name, files))
+        elif is_candidate(entry):
+            submissions.append((entry.name, [entry]))
+    return submissions
+
+
+# --- copies ---------------------------------------------------------------------------------------------------
+
+def same_weights(a, b):
+    return (a["architecture"] == b["architecture"] and a["signature"] is not None and b["signature"] is not None
+            and np.allclose(a["signature"], b["signature"], **SAME_WEIGHTS))
+
+
+def flag_duplicates(rows, references):
+    """Flag each row that copies another submission's file or a reference: an identical file, or weights equal up
+    to layout or float precision. ``references``: [{"name", "sha256", "architecture", "signature"}]."""
+    for i, row in enumerate(rows):
+        if row["sha256"] is None:
+            continue
+        copies = []
+        for other in rows:
+            if other is row or other["submission"] == row["submission"] or other["sha256"] is None:
+                continue
+            if other["sha256"] == row["sha256"]:
+                copies.append(f"{other['submission']}/{other['file']} (identical file)")
+            elif same_weights(row, other):
+                copies.append(f"{other['submission']}/{other['file']} (same weights)")
+        for reference in references:
+            if reference["sha256"] == row["sha256"]:
+                copies.append(f"{reference['name']} (identical file)")
+            elif same_weights(row, reference):
+                copies.append(f"{reference['name']} (same weights)")
+        if copies:
+            row["notes"].insert(0, "duplicate of " + ", ".join(copies))
+            if row["status"] == "graded":
+                row["status"] = "flagged"
+
+
+# --- the kit's seeds -----------------------------------------------------------------------------------------
+
+def seed_accuracies(figures):
+    """{model: [test accuracy in percent, one per committed seed]} from figures/<model>/metrics.json and
+    figures/seeds/seed*/<model>/metrics.json, read now (they are regenerated with the kit); unreadable ones
+    are left out."""
+    accuracies = {}
+    for model in MODELS:
+        paths = [figures / model / "metrics.json", *sorted(figures.glob(f"seeds/seed*/{model}/metrics.json"))]
+        for path in paths:
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))["final"]["test_acc"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(value, (int, float)):
+                accuracies.setdefault(model, []).append(100 * value)
+    return accuracies
+
+
+def add_z_scores(rows, seeds):
+    """Each evaluated row's z-score: (test_acc - the seeds' mean) / their sample std, for its model."""
+    for row in rows:
+        values = seeds.get(row["model"], [])
+        if row["test_acc"] is None or len(values) < 2:
+            row["z_score"] = None
+            continue
+        mean, std = mean_std(values)
+        row["z_score"] = (row["test_acc"] - mean) / std if std > 0 else None
+
+
+# --- the outputs ------------------------------------------------------------------------------------------------
+
+def csv_text(rows):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([cell(row, column) for column in COLUMNS])
+    return out.getvalue()
+
+
+def cell(row, column):
+    if column == "note":
+        return "; ".join(row["notes"])
+    value = row.get(column)
+    if value is None:
+        return ""
+    if column == "test_acc":
+        return f"{value:.2f}"
+    if column in ("test_loss", "z_score"):
+        return f"{value:.4f}" if np.isfinite(value) else str(value)
+    return str(value)
+
+
+def counts(rows):
+    """"3 graded, 1 flagged, 1 refused": how many rows have each status."""
+    found = [(status, sum(row["status"] == status for row in rows)) for status in STATUSES]
+    return ", ".join(f"{n} {status}" for status, n in found if n) or "no files"
+
+
+def summary_markdown(rows, seeds, command, references_line, histogram_name):
+    """summary.md: the scores per model against the kit's seeds, each submission's z-score, what needs a look."""
+    evaluated = [row for row in rows if row["test_acc"] is not None]
+    lines = [f"# Grades of {len({row['submission'] for row in rows})} submissions", "",
+             f"Written by `{command}` on {datetime.date.today().isoformat()}: {len(rows)} rows, {counts(rows)}. "
+             f"Test accuracy on the 10,000 MNIST test images, in %; z = (accuracy − the kit's seeds' mean) / "
+             f"their standard deviation, for the same model.", "", references_line, "",
+             "## Scores per model", "",
+             "| model | files | mean | median | min | max | the kit's seeds: mean ± sd (n) |", "|---|---|---|---|---|---|---|"]
+    for model in MODELS:
+        scores = [row["test_acc"] for row in evaluated if row["model"] == model]
+        kit = seeds.get(model, [])
+        kit_text = (f"{mean_std(kit)[0]:.2f} ± {mean_std(kit)[1]:.2f} ({len(kit)})" if len(kit) > 1
+                    else f"{kit[0]:.2f} (1)" if kit else "none on disk")
+        if scores or kit:
+            stats = (f"{np.mean(scores):.2f} | {np.median(scores):.2f} | {min(scores):.2f} | {max(scores):.2f}"
+                     if scores else "— | — | — | —")
+            lines.append(f"| {model} | {len(scores)} | {stats} | {kit_text} |")
+    if evaluated:
+        lines += ["", f"![test accuracy of the submissions beside the kit's seeds]({histogram_name})"]
+    lines += ["", "## Each file", "", "| submission | file | model | test acc (%) | z | status |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        z = "" if row.get("z_score") is None else f"{row['z_score']:+.2f}"
+        acc = "" if row["test_acc"] is None else f"{row['test_acc']:.2f}"
+        lines.append(f"| {md(row['submission'])} | {md(row['file'])} | {row['model']} | {acc} | {z} | "
+                     f"{row['status']} |")
+    look = [row for row in rows if row["status"] != "graded"]
+    lines += ["", "## To look at", ""]
+    if look:
+        lines += ["| submission | file | status | note |", "|---|---|---|---|"]
+        lines += [f"| {md(row['submission'])} | {md(row['file'])} | {row['status']} | {md('; '.join(row['notes']))} |"
+                  for row in look]
+    else:
+        lines.append("Nothing: every file was graded without a flag.")
+    return "\n".join(lines) + "\n"
+
+
+def md(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def plot_histogram(path, rows, seeds):
+    """One panel per model present: the submissions' test accuracies, the kit's seeds' mean ± sd over them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common.plots import STYLE, save
+
+    models = [m for m in MODELS if any(row["model"] == m and row["test_acc"] is not None for row in rows)]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.2), squeeze=False)
+        for ax, model in zip(axes[0], models):
+            scores = [row["test_acc"] for row in rows if row["model"] == model and row["test_acc"] is not None]
+            ax.hist(scores, bins=min(30, max(5, len(scores))), color="tab:blue", alpha=0.8, label="submissions")
+            kit = seeds.get(model, [])
+            if kit:
+                mean, std = mean_std(kit)
+                ax.axvline(mean, color="tab:red", label=f"kit seeds ({len(kit)}): mean")
+                if std > 0:
+                    ax.axvspan(mean - std, mean + std, color="tab:red", alpha=0.15, label="± 1 sd")
+            ax.set_title(f"{model}: {len(scores)} file(s)")
+            ax.set_xlabel("test accuracy (%)")
+            ax.set_ylabel("files")
+            ax.legend(fontsize=8)
+        save(fig, path)
+
+
+def gradescope_results(rows):
+    """{submission: Gradescope results.json}: score = the best test accuracy among its graded files (0 if none),
+    out of 100; one test per file, its status and note as output."""
+    results = {}
+    for row in rows:
+        entry = results.setdefault(row["submission"], {"score": 0.0, "max_score": 100.0, "tests": []})
+        if row["test_acc"] is not None and row["status"] in ("graded", "flagged"):
+            entry["score"] = max(entry["score"], round(row["test_acc"], 2))
+        accuracy = "" if row["test_acc"] is None else f"test accuracy {row['test_acc']:.2f}%; "
+        entry["tests"].append({"name": row["file"] or "(no model file)",
+                               "status": "passed" if row["status"] == "graded" else "failed",
+                               "output": f"{accuracy}{row['status']}" + (f": {'; '.join(row['notes'])}"
+                                                                         if row["notes"] else "")})
+    for entry in results.values():
+        entry["output"] = f"Best test accuracy of the submitted models: {entry['score']:.2f}%."
+    return results
+
+
+def write_outputs(out_dir, rows, seeds, command, references_line, gradescope):
+    """grades.csv, summary.md, histogram.png (when something was evaluated) and, with ``gradescope``,
+    gradescope/<submission>/results.json: all switched into place as one set."""
+    with OutputSet() as outputs:
+        outputs_written = [out_dir / "grades.csv", out_dir / "summary.md"]
+        outputs.path(out_dir / "grades.csv").write_text(csv_text(rows), encoding="utf-8")
+        outputs.path(out_dir / "summary.md").write_text(
+            summary_markdown(rows, seeds, command, references_line, "histogram.png"), encoding="utf-8")
+        if any(row["test_acc"] is not None for row in rows):
+            plot_histogram(outputs.path(out_dir / "histogram.png"), rows, seeds)
+            outputs_written.append(out_dir / "histogram.png")
+        if gradescope:
+            for submission, result in gradescope_results(rows).items():
+                outputs.path(out_dir / "gradescope" / submission / "results.json").write_text(
+                    strict_json(result, indent=2) + "\n", encoding="utf-8")
+    return outputs_written

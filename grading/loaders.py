@@ -1,0 +1,266 @@
+"""A submitted file read safely, whatever its name says: a pickle, an .npz, an .npy or a PyTorch file.
+
+    contents = read_model_file("class/alice/model.pkl")
+    contents.entries     # [("layer1_W", (784, 128) float64 array), ...], in the file's order
+    contents.notes       # {"epochs": "20", "train_losses": "20 numbers"}: what is kept beside the weights
+    contents.framework   # "numpy", or "torch" for a PyTorch file (its tensors come back as NumPy arrays)
+    contents.format      # "pickle, protocol 5", ".npz", "torch.save zip", ...
+
+The format is told from the file's first bytes, not its name. Nothing in a file runs: pickles (and an .npy
+holding a pickled dict) go through common.original's ArraysOnlyUnpickler, which admits NumPy arrays in every
+protocol's spelling and nothing else; .npz and .npy through np.load(allow_pickle=False); PyTorch files through
+torch.load(weights_only=True), torch being imported only for them. Each failure is a :class:`FileVerdict`
+whose ``status`` is the gradebook's ("refused", "unreadable", "no model") and whose message is one line.
+"""
+
+import collections
+import pickle
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common import original
+
+SUFFIXES = (".pkl", ".pickle", ".npz", ".npy", ".pt", ".pth")
+NPY_MAGIC = b"\x93NUMPY"
+# torch.save's legacy (non-zip) format opens with this pickled magic number.
+TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+MAX_DEPTH = 2  # arrays are looked for in a container and in containers one level inside it
+RECIPE = "save a dict of its arrays instead, e.g. pickle.dump({'W1': W1, 'b1': b1, ...}, f)"
+TORCH_RECIPE = "save its weights instead: torch.save(model.state_dict(), 'model.pt')"
+
+
+class FileVerdict(Exception):
+    """Why a file gets no grade: ``status`` is "refused", "unreadable" or "no model"; the message says why."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Contents:
+    """What a file holds: numeric arrays by name (nested names joined by "."), and everything else as notes."""
+
+    format: str
+    framework: str = "numpy"
+    entries: list = field(default_factory=list)  # [(name, ndarray)]
+    notes: dict = field(default_factory=dict)     # name -> short text
+
+
+def sniff(path):
+    """"torch", "npz", "npy", "pickle" or None: the file's format, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(len(TORCH_LEGACY_HEAD))
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "npz" if str(path).lower().endswith(".npz") else "torch"  # damaged; said when read
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "torch"
+        return "npz"
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(TORCH_LEGACY_HEAD):
+        return "torch"
+    if head[:1] == b"\x80" or str(path).lower().endswith((".pkl", ".pickle")):
+        return "pickle"
+    return None
+
+
+def read_model_file(path):
+    """The :class:`Contents` of the file at ``path``; raises :class:`FileVerdict` when it cannot be read."""
+    kind = sniff(path)
+    if kind is None:
+        raise FileVerdict("unreadable", "not a pickle, .npz, .npy or PyTorch file (its first bytes are none "
+                                        "of theirs)")
+    contents = {"pickle": read_pickle, "npz": read_npz, "npy": read_npy, "torch": read_torch}[kind](path)
+    if not any("loss" in name.lower() for name in [*contents.notes, *(n for n, _ in contents.entries)]):
+        contents.notes["losses"] = "none saved: nothing to plot"
+    return contents
+
+
+# --- pickles ------------------------------------------------------------------------------------------------
+
+class SubmissionUnpickler(original.ArraysOnlyUnpickler):
+    """The kit's arrays-only unpickler, plus OrderedDict: a container whose creation runs no code of the file's."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        return super().find_class(module, name)
+
+
+class ObjectArrayUnpickler(SubmissionUnpickler):
+    """For an .npy written by np.save(dict): the array of Python objects that wraps the dict is admitted; what
+    it holds goes through the same find_class, so it is still arrays, numbers, strings and containers only."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        return super().find_class(module, name)
+
+
+def unpickle(f, unpickler=SubmissionUnpickler):
+    """The object pickled in ``f``, through ``unpickler``; a refusal or damage becomes a FileVerdict."""
+    try:
+        return unpickler(f).load()
+    except original.Refused as e:
+        raise refused_global(e.name) from None
+    except original.ObjectDtype:
+        raise FileVerdict("refused", "it holds an array of Python objects, which is never loaded; save arrays "
+                                     "of numbers") from None
+    except MemoryError:
+        raise FileVerdict("refused", "it asks for more memory than a file is allowed (--memory-mb)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged pickle raises almost anything; none is a bug of ours
+        raise FileVerdict("unreadable", f"truncated or damaged ({type(e).__name__}: {one_line(e)})") from None
+
+
+def refused_global(name):
+    """The verdict for a pickle that names ``name``, a global other than NumPy's array reconstruction."""
+    module = name.rsplit(".", 1)[0]
+    if module.startswith("torch"):
+        return FileVerdict("refused", f"it pickles PyTorch objects with pickle ({name}), which is not read; "
+                                      f"{TORCH_RECIPE}")
+    if module in ("__main__", "nn_numpy", "cnn_numpy") or name.rsplit(".", 1)[-1][:1].isupper():
+        return FileVerdict("refused", f"it pickles a whole object ({name}), not only arrays (nothing in it was "
+                                      f"run); {RECIPE}")
+    return FileVerdict("refused", f"it contains {name}, not only arrays: loading it would run that; nothing in "
+                                  f"it was run")
+
+
+def read_pickle(path):
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        obj = unpickle(f)
+    protocol = head[1] if head[:1] == b"\x80" else "0 or 1"
+    contents = Contents(format=f"pickle, protocol {protocol}")
+    collect(obj, "", 0, contents)
+    return contents
+
+
+# --- NumPy's own formats ------------------------------------------------------------------------------------
+
+def read_npz(path):
+    contents = Contents(format=".npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for name in archive.files:
+                try:
+                    collect(archive[name], name, 1, contents)
+                except ValueError as e:
+                    if "allow_pickle" not in str(e):
+                        raise
+                    contents.notes[name] = "pickled Python objects, never loaded"
+    except MemoryError:
+        raise FileVerdict("refused", "it asks for more memory than a file is allowed (--memory-mb)") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise FileVerdict("unreadable", f"not a complete .npz: truncated or damaged ({one_line(e)})") from None
+    return contents
+
+
+def read_npy(path):
+    """One array; or, for np.save of a dict (an array of objects), the dict, read through the restricted
+    unpickler."""
+    contents = Contents(format=".npy")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            _, _, dtype = read_header(f)
+            if not dtype.hasobject:
+                f.seek(0)
+                collect(np.load(f, allow_pickle=False), "", 0, contents)
+                return contents
+            obj = unpickle(f, ObjectArrayUnpickler)
+    except FileVerdict:
+        raise
+    except MemoryError:
+        raise FileVerdict("refused", "it asks for more memory than a file is allowed (--memory-mb)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged .npy raises ValueError, EOFError, ...
+        raise FileVerdict("unreadable", f"not a complete .npy: truncated or damaged ({one_line(e)})") from None
+    if isinstance(obj, np.ndarray) and obj.dtype.hasobject:
+        obj = obj.item() if obj.size == 1 else list(obj.reshape(-1))
+    contents.format = ".npy of pickled objects (np.save of a dict), read as arrays only"
+    collect(obj, "", 0, contents)
+    return contents
+
+
+# --- PyTorch ----------------------------------------------------------------------------------------------------
+
+UNSUPPORTED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_torch(path):
+    """A torch.save file, read with weights_only=True; tensors become NumPy arrays (bfloat16 as float32)."""
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = UNSUPPORTED_GLOBAL.search(str(e))
+        name = found[1] if found else "an object weights_only=True does not admit"
+        if name.startswith("torch.nn.modules") or (found and name.rsplit(".", 1)[-1][:1].isupper()):
+            raise FileVerdict("refused", f"it is a whole pickled model ({name}), which is never loaded (it could "
+                                         f"run code); {TORCH_RECIPE}") from None
+        raise FileVerdict("refused", f"it contains {name}, not only tensors: nothing in it was run") from None
+    except MemoryError:
+        raise FileVerdict("refused", "it asks for more memory than a file is allowed (--memory-mb)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file makes torch raise RuntimeError, EOFError, ...
+        raise FileVerdict("unreadable", f"a PyTorch file, truncated or damaged ({type(e).__name__}: "
+                                        f"{one_line(e)})") from None
+    contents = Contents(format="torch.save" + (" zip" if zipfile.is_zipfile(path) else " (legacy)"),
+                        framework="torch")
+    collect(tensors_as_arrays(obj, torch), "", 0, contents)
+    return contents
+
+
+def tensors_as_arrays(obj, torch):
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu()
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    if isinstance(obj, dict):
+        return {key: tensors_as_arrays(value, torch) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [tensors_as_arrays(value, torch) for value in obj]
+    return obj
+
+
+# --- containers -> named arrays --------------------------------------------------------------------------------
+
+def collect(obj, name, depth, contents):
+    """Walk ``obj`` (dict, list or tuple, nested up to MAX_DEPTH) into contents.entries and contents.notes."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "fiu" and obj.dtype != bool:
+            contents.entries.append((name or "(the array)", obj))
+        else:
+            contents.notes[name or "(the array)"] = f"an array of {obj.dtype}, not of numbers"
+    elif original.is_number_list(obj) and len(obj):
+        contents.notes[name] = f"{len(obj)} numbers"
+    elif isinstance(obj, (dict, list, tuple)) and not (isinstance(obj, dict) and original.is_note(obj)
+                                                       and depth > 0):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        if depth >= MAX_DEPTH:
+            contents.notes[name] = f"a {type(obj).__name__} nested too deep to hold the model; not read"
+            return
+        for key, value in items:
+            collect(value, f"{name}.{key}" if name else str(key), depth + 1, contents)
+    elif original.is_note(obj):
+        text = repr(original.note_value(obj)) if not isinstance(obj, dict) else f"{len(obj)} entries"
+        contents.notes[name or "(the object)"] = text if len(text) <= 40 else text[:37] + "..."
+    else:
+        contents.notes[name or "(the object)"] = f"a {type(obj).__name__}, not read"
+
+
+def one_line(error):
+    text = " ".join(str(error).split())
+    return text if len(text) <= 160 else text[:157] + "..."
