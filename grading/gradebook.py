@@ -70,6 +70,11 @@ def flag_duplicates(rows, references):
         if row["sha256"] is None:
             continue
         copies = []
+        for reference in references:
+            if reference["sha256"] == row["sha256"]:
+                copies.append(f"{reference['name']} (identical file)")
+            elif same_weights(row, reference):
+                copies.append(f"{reference['name']} (same weights)")
         for other in rows:
             if other is row or other["submission"] == row["submission"] or other["sha256"] is None:
                 continue
@@ -77,11 +82,6 @@ def flag_duplicates(rows, references):
                 copies.append(f"{other['submission']}/{other['file']} (identical file)")
             elif same_weights(row, other):
                 copies.append(f"{other['submission']}/{other['file']} (same weights)")
-        for reference in references:
-            if reference["sha256"] == row["sha256"]:
-                copies.append(f"{reference['name']} (identical file)")
-            elif same_weights(row, reference):
-                copies.append(f"{reference['name']} (same weights)")
         if copies:
             row["notes"].insert(0, "duplicate of " + ", ".join(copies))
             if row["status"] == "graded":
