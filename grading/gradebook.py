@@ -14,7 +14,6 @@ import csv
 import datetime
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 
