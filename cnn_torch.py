@@ -1,4 +1,4 @@
-"""The report's CNN in PyTorch: conv(1->16) ReLU pool -> conv(16->32) ReLU pool -> linear(1568->10), Adam.
+"""The report's CNN in PyTorch: conv(1->16) pool ReLU -> conv(16->32) pool ReLU -> linear(1568->10), Adam.
 
     python cnn_torch.py                          # the report's run: 10 epochs, Adam lr 0.001, batch 32
     python cnn_torch.py --device cuda            # auto picks cuda, then mps, then cpu
@@ -7,8 +7,10 @@
     python cnn_torch.py --eval-only              # redraw figures/cnn_torch/ from checkpoints/cnn_torch.pt
                                                  # (or the committed reference/cnn_torch.pt)
 
-Device handling, the training loop, evaluation and checkpoints come from nn_torch.py, as cnn_numpy.py
-takes its layers and loop from nn_numpy.py.
+The report's network pools after ReLU; this one pools first: max-pooling and ReLU commute exactly
+(max(relu(x)) = relu(max(x)), and both send a window's gradient to the same element), so it is the same
+network, and ReLU sees 4x fewer elements. Device handling, the training loop, evaluation and checkpoints come
+from nn_torch.py, as cnn_numpy.py takes its layers and loop from nn_numpy.py.
 """
 
 import sys
@@ -18,14 +20,13 @@ from torch import nn
 
 from common.cli import make_parser, parse_args, run_main
 from common.run import Run, dump_config
-from nn_torch import add_device_flag, initialise, make_optimizer, prepare, save_checkpoint, train_or_evaluate
+from nn_torch import (add_device_flag, initialise, make_optimizer, prepare, save_checkpoint, say_what_trains,
+                      train_or_evaluate)
 
 
 def cnn():
-    """The report's CNN with PyTorch's default initialisation. Indices match cnn_numpy.cnn()'s layers.
-
-    Pooling before ReLU, as in cnn_numpy.cnn(): the two commute exactly, and ReLU then sees 4x fewer elements.
-    """
+    """The report's CNN with PyTorch's default initialisation; its parameters have cnn_numpy.cnn()'s indices
+    (0, 3, 7). Pooling before ReLU, unlike cnn_numpy.cnn() (as fast_cnn's layers): the two commute exactly."""
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(),
@@ -47,6 +48,7 @@ def main(argv=None):
     config = dump_config(args, device=str(device), dtype="float32", memory_format="channels_last",
                          architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-ReLU-"
                                       "linear(1568->10)")
+    say_what_trains("cnn_torch", args, device)
     run = Run("cnn_torch", "torch", config, args, save_checkpoint)
     train_or_evaluate(run, model, make_optimizer(model, args), data, labels, args, order_rng, test_images,
                       checkpoint)

@@ -9,7 +9,7 @@ a model with neither is shown as missing, with the command that trains it. The N
 before the server starts; PyTorch (about 2 s to import) loads its two models in the background after.
 
 The page (draw_page/: index.html, app.js, style.css; no build step, nothing fetched from elsewhere) sends
-the canvas's grey levels; the server prepares them as MNIST's digits were (common/preprocess.py) and runs
+the canvas's grey levels; the server prepares them as MNIST's digits were (draw_preprocess.py) and runs
 the kit's own models on the 28x28 result. The JSON API:
 
     GET  /api/models                 each model's status and the file it came from
@@ -37,6 +37,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import cnn_numpy
+import harness
 import nn_numpy
 from common.checkpoint import check_shapes, load_npz
 from common.cli import Parser, run_main
@@ -44,8 +45,8 @@ from common.data import load_mnist
 from common.errors import UsageError, UserError
 from common.io import strict_json
 from common.metrics import softmax
-from common.preprocess import preprocess
 from common.run import TITLES
+from draw_preprocess import preprocess
 
 KIT = Path(__file__).resolve().parent
 PAGE = KIT / "draw_page"
@@ -173,7 +174,7 @@ def logits_of(slot, image):
     if slot.name == "cnn_numpy":
         return numpy_cnn_forward(slot.model, x)
     if slot.name == "nn_numpy":
-        return nn_numpy.predict(slot.model, x), None
+        return harness.predict(slot.model, x), None
     import nn_torch
     return nn_torch.predict(slot.model, nn_torch.torch.from_numpy(x)), None
 

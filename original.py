@@ -21,13 +21,13 @@ import numpy as np
 
 import cnn_numpy
 import nn_numpy
+from analysis.stats import mean_std
 from common.cli import run_main
 from common.data import check_sha256, download, mirror_base
 from common.errors import DataError
 from common.io import write_text
 from common.original import COMMIT, FILES, RAW_BASE, REPOSITORY, RUNS, parse_training_metrics
 from common.run import TITLES
-from common.stats import mean_std
 
 DEFAULT_DIR = "data/original"
 SCRIPTS = {"nn_numpy": nn_numpy, "cnn_numpy": cnn_numpy}  # the models whose original weights were published

@@ -38,17 +38,18 @@ from pathlib import Path
 import numpy as np
 
 import original
-from common import stats
+from analysis import stats
+from analysis.procedure import report_against_seeds
+from analysis.report import REPORT
+from analysis.stats import mean_std
 from common.cli import QUICK_EXAMPLE, REFERENCE_DIR, Parser, positive_int
 from common.io import write_json, write_text
-from common.report import REPORT
 from common.reuse import REUSE, VERIFY, code_digest, decide, machine_id, mark_verified, verify
 from common.run import TITLES
-from common.stats import mean_std
 
 MODELS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
 LABELS = TITLES
-# The report's final numbers (common/report.py: the "Final Results" of its four training logs).
+# The report's final numbers (analysis/report.py: the "Final Results" of its four training logs).
 REPORT_TEST_ACC = {model: numbers["test_acc"] for model, numbers in REPORT.items()}
 # --quick: one epoch on the first 2,000 training images. At the report's batch sizes that is too few steps
 # to learn much (40-82% test accuracy), so the smoke run takes smaller batches (and, for the plain-SGD CNN,
@@ -151,7 +152,7 @@ def wait_with_peak_memory(child):
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss / per_mb
 
 
-# --- the findings: extra configurations, and the report's Discussion checked (common/findings.py) ----------------
+# --- the findings: extra configurations, and the report's Discussion checked (analysis/findings.py) ----------------
 
 PERMUTATION_SEED = 0  # the one fixed pixel permutation of the spatial-structure control
 # The kit's earlier defaults (before it followed the original's procedure): a new order every epoch and, for
@@ -159,7 +160,7 @@ PERMUTATION_SEED = 0  # the one fixed pixel permutation of the spatial-structure
 # is measured against them, with the same procedure.
 EARLIER = {"nn_numpy": ["--shuffle", "epoch", "--init", "pytorch", "--dtype", "float32"],
            "nn_torch": ["--shuffle", "epoch"], "cnn_numpy": ["--shuffle", "epoch"], "cnn_torch": ["--shuffle", "epoch"]}
-# group name (common/findings.py) -> (script, flags on top of the script's report defaults)
+# group name (analysis/findings.py) -> (script, flags on top of the script's report defaults)
 FINDINGS_RUNS = {
     # the recipe crossover: each recipe is its optimizer, hyperparameters and initialisation
     "nn_numpy+momentum": ("nn_numpy", ["--lr", "0.01", "--momentum", "0.9", "--init", "pytorch"]),  # nn_torch's
@@ -350,9 +351,12 @@ def run_findings(args, models):
                 continue
             record = read_record(findings_run_dir(args.out_dir, group, seed) / model)
         groups.setdefault(group, []).append(record)
-    from common.findings import write_findings  # matplotlib only when it is needed
+    from analysis.findings import write_findings  # matplotlib only when it is needed
+    from analysis.procedure import ABLATION, ablation_section
 
-    text = write_findings(args.out_dir, groups, gpu_timings(args))
+    ablation_groups = {g for _, _, a, b in ABLATION for g in (a, b) if g in FINDINGS_RUNS}
+    seconds = sum(entry["seconds"] for g in ablation_groups for r in groups.get(g, []) for entry in r["history"])
+    text = write_findings(args.out_dir, groups, gpu_timings(args), extra=ablation_section(groups, seconds))
     print("\n" + text)
     return failures, runs
 
@@ -469,7 +473,7 @@ def percent_test_accuracies(records, model):
 
 
 def noise_section(records):
-    """The seed-noise table: Welch's t-test per comparison, Holm-adjusted over the table (common.stats)."""
+    """The seed-noise table: Welch's t-test per comparison, Holm-adjusted over the table (analysis.stats)."""
     tests = [(title, stats.welch(percent_test_accuracies(records, a), percent_test_accuracies(records, b)))
              for a, b, title in NOISE_PAIRS]
     tests = [(title, w) for title, w in tests if w is not None]
@@ -545,7 +549,8 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
     earlier = earlier_results(args.out_dir) if args.eval_only or not trained else {}
     if earlier.get("trained"):  # the training's provenance stays; this run is named beside it
         what = "Re-evaluated" if args.eval_only else "Rewritten, every run reused from disk,"
-        produced = f"{what} by `{command}` ({took[len('this run took '):]}); trained by: {earlier['trained']}"
+        produced = (f"{what} by `{command}` ({took[len('this run took '):]}); the runs were trained by "
+                    + earlier["trained"].replace("; this run took", "; that run took", 1))
     text = (f"# Results\n\n{produced}. Mean ± sample std "
             f"over the seeds named in the last column, which also says whether a row comes from this run or "
             f"was kept from an earlier one.\n"
@@ -559,6 +564,7 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
         text += (f"\nPeak memory per {'evaluation' if args.eval_only else 'run'} (MB, largest over seeds): "
                  + ", ".join(f"{m} {max(p):.0f}" for m, p in peaks.items()) + ".\n")
     text += noise_section(records)
+    text += report_against_seeds(records)
     if failures:
         text += "\n## Failed runs\n\n" + "\n".join(f"- {m} seed {s}: {why}" for m, s, why in failures) + "\n"
     write_text(Path(args.out_dir) / "results.md", text)
@@ -567,11 +573,12 @@ def write_results(args, records, sources, total_seconds, failures, peaks, traine
 
 
 def earlier_results(out_dir):
-    """From the results.md on disk, what an --eval-only rewrite must keep: the sentence saying which command
-    trained the runs ("trained") and the training runs' peak-memory line ("peaks"); {} when there is none."""
+    """From the results.md on disk, what an --eval-only rewrite must keep: which command trained the runs, where
+    and how long it took ("trained": "`command` on ...; this run took ..."), and the training runs' peak-memory
+    line ("peaks"); {} when there is none."""
     path = Path(out_dir) / "results.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    trained = re.search(r"(Produced by `.*?)\. Mean ± sample std", text, re.S)
+    trained = re.search(r"(?:Produced|the runs were trained) by (`.*?)\. Mean ± sample std", text, re.S)
     peaks = re.search(r"^Peak memory per run .*$", text, re.M)
     return {"trained": trained and trained[1], "peaks": peaks and peaks[0]}
 

@@ -15,6 +15,7 @@ rounding, and the committed reproduction must be redone).
 """
 
 import argparse
+import importlib
 import statistics
 import sys
 import time
@@ -71,7 +72,8 @@ def trainer(modules, args, images, labels, stack):
     per_epoch = len(images) // args.batch_size
 
     def run(first, steps):
-        one_thread = getattr(nn_numpy, "one_blas_thread", None) or nn_numpy.blas_threads
+        one_thread = (getattr(nn_numpy, "one_blas_thread", None) or getattr(nn_numpy, "blas_threads", None)
+                      or importlib.import_module("harness").one_blas_thread)
         with one_thread():
             for step in range(first, first + steps):
                 start = (step % per_epoch) * args.batch_size

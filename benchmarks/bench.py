@@ -13,7 +13,7 @@ process, then as two halves in two processes, as cnn_numpy.py runs by default; "
 speed-up over the textbook one at that batch size. Each model's efficiency is its analytic training FLOPs per
 epoch / its epoch time / the float32 matrix-product throughput of this machine, measured in the same run
 (np.matmul of 2048x2048 matrices): how close it comes to the machine's own limit. Also timed: the naive
-convolution of the report (Python loops over images, channels and output pixels, benchmarks/naive_conv.py) on
+convolution of the report (Python loops over images, channels and output pixels, cnn_numpy.conv_forward_loops) on
 a few batches, beside both convolution layers. Timings live here, never in unit tests.
 """
 
@@ -34,15 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cnn_numpy  # noqa: E402
 import cnn_torch  # noqa: E402
+import fast_cnn  # noqa: E402
 import nn_numpy  # noqa: E402
 import nn_torch  # noqa: E402
-from benchmarks.naive_conv import naive_conv_backward, naive_conv_forward  # noqa: E402
-from common.blas import one_blas_thread  # noqa: E402
+from cnn_numpy import conv_backward_loops, conv_forward_loops  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.run import EpochProgress  # noqa: E402
 from fast_cnn import layers as fast_layers  # noqa: E402
 from fast_cnn.halves import Halves, default_processes  # noqa: E402
+from harness import one_blas_thread  # noqa: E402
 
 
 def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=None, seed=0):
@@ -53,12 +54,16 @@ def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=N
     model = build(rng)
     loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, lr)
     images, labels = images[:n], labels[:n]
-    cleanup.enter_context(one_blas_thread())  # as the scripts' fit() does
+    cleanup.enter_context(one_blas_thread())  # as harness.fit() does
     halves = None if processes is None else cleanup.enter_context(Halves(model, images, labels, [], processes))
 
     def epoch():
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=lr)
-        nn_numpy.train_epoch(model, loss_fn, optimizer, images, labels, batch_size, rng, progress, halves)
+        order = rng.permutation(n)
+        if halves is None:
+            nn_numpy.train_epoch(model, loss_fn, optimizer, images, labels, batch_size, order, progress)
+        else:
+            fast_cnn.train_epoch(halves, optimizer, batch_size, order, progress)
     return epoch
 
 
@@ -72,7 +77,7 @@ def torch_trainer(build, make_optimizer, images, labels, batch_size, n, seed=0, 
 
     def epoch():
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=0)
-        nn_torch.train_epoch(model, loss_fn, optimizer, x, y, batch_size, rng, progress)
+        nn_torch.train_epoch(model, loss_fn, optimizer, x, y, rng.permutation(n), batch_size, progress)
     return epoch
 
 
@@ -118,7 +123,7 @@ def race(name_a, epoch_a, name_b, epoch_b, rounds):
 
 def conv_layers_time(images, batch_size, batches, kind):
     """Seconds per batch for both convolutions of the CNN, forward and backward, with input gradients:
-    kind "naive" (benchmarks/naive_conv.py), "textbook" (cnn_numpy.Conv2d) or "fast" (fast_cnn's Conv2d)."""
+    kind "naive" (cnn_numpy.conv_forward_loops), "textbook" (cnn_numpy.Conv2d) or "fast" (fast_cnn's Conv2d)."""
     rng = np.random.default_rng(0)
     layer = fast_layers.Conv2d if kind == "fast" else cnn_numpy.Conv2d
     convs = [layer(1, 16, 3, 1, rng), layer(16, 32, 3, 1, rng)]
@@ -129,8 +134,8 @@ def conv_layers_time(images, batch_size, batches, kind):
         for _ in range(batches):
             for conv, x in zip(convs, inputs):
                 if kind == "naive":
-                    out = naive_conv_forward(x, conv.W, conv.b, 1)
-                    naive_conv_backward(x, conv.W, np.ones_like(out), 1)
+                    out = conv_forward_loops(x, conv.W, conv.b, 1)
+                    conv_backward_loops(x, conv.W, np.ones_like(out), 1)
                 else:
                     out = conv.forward(x)
                     conv.backward(np.ones_like(out))

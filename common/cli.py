@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data import TRAIN_SIZE
-from common.errors import UsageError, UserError
+from common.errors import SigTerm, UsageError, UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -149,7 +149,7 @@ QUICK_EXAMPLE = {"nn_numpy": "--epochs 3 --limit-train 2000 --batch-size 8",
 
 SCRATCH_DIR = "runs"  # where runs other than the report's configuration write by default (.gitignore'd)
 DATA_FLAGS = ("limit_train", "permute_pixels", "dtype")
-TRAINING_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "init", "shuffle", "seed")
+TRAINING_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "init", "shuffle", "seed", "layers")
 
 
 def parse_args(parser, argv=None):
@@ -301,6 +301,9 @@ def run_main(main, prog):
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except SigTerm:
+        print(f"{prog}: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -18,3 +18,8 @@ class UsageError(UserError):
     """A flag the user must change: a missing device, an unusable --out-dir, --eval-only without a checkpoint."""
 
     exit_code = 2
+
+
+class SigTerm(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, `kill` and batch schedulers send) while a run trains: raised by its handler
+    (common/run.py) and handled as Ctrl-C is, with exit code 143."""

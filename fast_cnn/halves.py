@@ -44,7 +44,8 @@ import numpy as np
 
 from common.errors import UserError
 from fast_cnn.layers import blas_threads
-from nn_numpy import SoftmaxCrossEntropy, predict
+from harness import predict
+from nn_numpy import SoftmaxCrossEntropy
 
 
 def default_processes():

@@ -27,8 +27,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from nn_numpy import Flatten, Linear, ReLU, Sequential, init_weights
-
+import nn_numpy
+from nn_numpy import Linear, ReLU, Sequential, init_weights
 
 BLAS_THREADS = 1
 
@@ -333,6 +333,22 @@ class MaxPool2d:
             np.multiply(rows, (self.corners[2 * a] >= self.corners[2 * a + 1]).astype(dout.dtype),
                         out=targets[2 * a])
             np.subtract(rows, targets[2 * a], out=targets[2 * a + 1])
+        return dx
+
+
+class Flatten(nn_numpy.Flatten):
+    """nn_numpy.Flatten, but backward returns the gradient in the memory order of the x it was given: these
+    layers hand Flatten channel-last arrays and expect their gradients so."""
+
+    def forward(self, x):
+        self.x = x
+        return super().forward(x)
+
+    def backward(self, dout):
+        if dout is None:
+            return None
+        dx = np.empty_like(self.x, dtype=dout.dtype)
+        dx[...] = dout.reshape(self.x.shape)
         return dx
 
 

@@ -1,4 +1,4 @@
-"""cnn_numpy.py, the textbook layers: Conv2d and MaxPool2d against naive loops and finite differences (float64),
+"""cnn_numpy.py, the textbook layers: Conv2d and MaxPool2d against its loops and finite differences (float64),
 the CNN against PyTorch. (The fast layers are checked against these in tests/test_fast_layers.py.)"""
 
 import subprocess
@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.naive_conv import naive_conv_backward, naive_conv_forward
-from cnn_numpy import Conv2d, MaxPool2d, cnn
+from cnn_numpy import (Conv2d, MaxPool2d, cnn, conv_backward_loops, conv_forward_loops, maxpool_backward_loops,
+                       maxpool_forward_loops)
 from conftest import ROOT
-from gradcheck import relative_error
+from gradcheck import numeric_gradient, relative_error
 from nn_numpy import SoftmaxCrossEntropy
 from test_nn_numpy import check_layer, check_network
 
@@ -25,18 +25,28 @@ def test_conv2d_gradients_match_finite_differences(n, c_in, c_out, size, padding
     check_layer(conv, rng.standard_normal((n, c_in, size, size)), rng)
 
 
-def test_conv2d_output_shape_and_values_match_a_naive_loop():
+def test_conv2d_output_shape_and_values_match_the_loops():
     rng = np.random.default_rng(0)
     conv = Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64)
     x = rng.standard_normal((2, 2, 5, 4))
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    expected = np.zeros((2, 3, 5, 4))
-    for n in range(2):
-        for o in range(3):
-            for i in range(5):
-                for j in range(4):
-                    expected[n, o, i, j] = (padded[n, :, i:i + 3, j:j + 3] * conv.W[o]).sum() + conv.b[o]
-    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
+    out = conv.forward(x)
+    assert out.shape == (2, 3, 5, 4)
+    np.testing.assert_allclose(out, conv_forward_loops(x, conv.W, conv.b, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k, padding", [(3, 1), (2, 0), (3, 2)])
+def test_the_loop_references_themselves_match_finite_differences(k, padding):
+    """The loops are the tests' reference for Conv2d and MaxPool2d, so they are checked on their own too."""
+    rng = np.random.default_rng(k + padding)
+    x, W, b = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, k, k)), rng.standard_normal(3)
+    dout = rng.standard_normal(conv_forward_loops(x, W, b, padding).shape)
+    loss = lambda: float((conv_forward_loops(x, W, b, padding) * dout).sum())  # noqa: E731
+    dx, dW, db = conv_backward_loops(x, W, dout, padding)
+    for analytic, array in ((dx, x), (dW, W), (db, b)):
+        assert relative_error(analytic, numeric_gradient(loss, array)) < 1e-6
+    pooled_dout = rng.standard_normal((2, 2, 2, 2))
+    pool_loss = lambda: float((maxpool_forward_loops(x) * pooled_dout).sum())  # noqa: E731
+    assert relative_error(maxpool_backward_loops(x, pooled_dout), numeric_gradient(pool_loss, x)) < 1e-6
 
 
 @pytest.mark.parametrize("k, padding, h, w", [(3, 0, 6, 5), (3, 2, 4, 5), (3, 3, 4, 4), (1, 1, 3, 4), (2, 1, 4, 3),
@@ -91,27 +101,17 @@ def test_maxpool_ties_match_pytorch():
     np.testing.assert_array_equal(dx, tx.grad.numpy())
 
 
-def first_maximum_pool_backward(x, dout):
-    """The plain version: one window at a time, the gradient to its first maximum in row-major order."""
-    dx = np.zeros_like(x)
-    for n, c, i, j in np.ndindex(dout.shape):
-        window = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
-        a, b = np.unravel_index(np.argmax(window), (2, 2))  # argmax returns the first maximum
-        dx[n, c, 2 * i + a, 2 * j + b] = dout[n, c, i, j]
-    return dx
-
-
 @pytest.mark.parametrize("n, c_in, c_out, h, w, k, padding", [(2, 3, 4, 5, 6, 3, 1), (3, 1, 2, 7, 5, 3, 0),
                                                                (1, 2, 3, 4, 4, 5, 2), (2, 2, 2, 3, 5, 1, 0)])
-def test_conv2d_backward_matches_the_naive_loops(n, c_in, c_out, h, w, k, padding):
+def test_conv2d_backward_matches_the_loops(n, c_in, c_out, h, w, k, padding):
     rng = np.random.default_rng(n * 100 + h * 10 + k)
     conv = Conv2d(c_in, c_out, k, padding=padding, rng=rng, dtype=np.float64)
     conv.b[:] = rng.standard_normal(c_out)
     x = rng.standard_normal((n, c_in, h, w))
     out = conv.forward(x)
-    np.testing.assert_allclose(out, naive_conv_forward(x, conv.W, conv.b, padding), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, conv_forward_loops(x, conv.W, conv.b, padding), rtol=1e-12, atol=1e-12)
     dout = rng.standard_normal(out.shape)
-    dx, dW, db = naive_conv_backward(x, conv.W, dout, padding)
+    dx, dW, db = conv_backward_loops(x, conv.W, dout, padding)
     np.testing.assert_allclose(conv.backward(dout), dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.dW, dW, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.db, db, rtol=1e-12, atol=1e-12)
@@ -123,11 +123,9 @@ def test_maxpool_matches_the_plain_first_maximum_rule_with_ties_and_odd_sizes(sh
     x = rng.integers(-2, 3, shape).astype(np.float32)  # ties everywhere
     pool = MaxPool2d(2)
     out = pool.forward(x)
-    expected = x[:, :, :shape[2] // 2 * 2, :shape[3] // 2 * 2].reshape(
-        shape[0], shape[1], shape[2] // 2, 2, shape[3] // 2, 2).max(axis=(3, 5))
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, maxpool_forward_loops(x))
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    np.testing.assert_array_equal(pool.backward(dout), first_maximum_pool_backward(x, dout))
+    np.testing.assert_array_equal(pool.backward(dout), maxpool_backward_loops(x, dout))
 
 
 def test_cnn_has_the_reports_layer_order_and_shapes():
@@ -213,5 +211,24 @@ def test_cnn_numpy_py_is_the_textbook_no_layout_tricks_threads_or_processes():
                       "blas_threads"):
         assert construct not in source, construct
         assert construct not in (ROOT / "nn_numpy.py").read_text(), construct  # the file read first
+    loops = source.index("def conv_forward_loops")
+    assert loops < source.index("class Conv2d") < source.index("def cnn(")  # the loops are read first
     layers = source[source.index("class Conv2d"):source.index("def cnn(")]
     assert len(layers.splitlines()) <= 110  # Conv2d + MaxPool2d with their docstrings
+
+
+def test_importing_cnn_numpy_loads_no_fast_path():
+    code = "import sys, cnn_numpy; print(any(m == 'fast_cnn' or m.startswith('fast_cnn.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_textbook_layers_are_not_the_committed_runs_configuration(capsys):
+    """Issue 26: `python cnn_numpy.py --layers textbook` wrote over figures/cnn_numpy/ and checkpoints/."""
+    from common.cli import parse_args
+    import cnn_numpy
+
+    args = parse_args(cnn_numpy.build_parser(), ["--layers", "textbook"])
+    assert (args.out_dir, args.checkpoint) == ("runs", "runs/checkpoints/cnn_numpy.npz")
+    assert "--layers textbook" in args.scratch_note
+    assert parse_args(cnn_numpy.build_parser(), []).out_dir == "figures"

@@ -20,11 +20,12 @@ from test_preprocess import draw_strokes, seven
 
 import cnn_numpy
 import draw
+import harness
 import nn_numpy
 from common.checkpoint import FORMAT, load_npz, save_npz
 from common.data import load_mnist
 from common.metrics import softmax
-from common.preprocess import preprocess
+from draw_preprocess import preprocess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -67,7 +68,7 @@ def reference_logits(folder, image):
     for name, build in (("nn_numpy", nn_numpy.mlp), ("cnn_numpy", cnn_numpy.cnn)):
         model = build(np.random.default_rng(0))
         model.load_state_dict(load_npz(folder / f"{name}.npz", name)[0])
-        out[name] = nn_numpy.predict(model, x)[0]
+        out[name] = harness.predict(model, x)[0]
     for name, build in (("nn_torch", nn_torch.mlp), ("cnn_torch", cnn_torch.cnn)):
         model = build()
         model.load_state_dict(nn_torch.load_checkpoint(folder / f"{name}.pt", name)[0])

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fast_cnn
+import harness
 import nn_numpy
 from common.run import EpochProgress
 from conftest import ROOT
@@ -30,15 +32,13 @@ def data(n, dtype, seed=0):
 
 
 def train(processes, images, labels, batch_size, optimizer="sgd", steps=None, eval_images=None):
-    """A few optimizer steps through nn_numpy.train_epoch; returns (state, per-step losses, logits)."""
+    """A few optimizer steps through fast_cnn.train_epoch; returns (state, per-step losses, logits)."""
     model = cnn(np.random.default_rng(0), images.dtype)
-    loss_fn = nn_numpy.SoftmaxCrossEntropy()
     opt = nn_numpy.Adam(model, 1e-3) if optimizer == "adam" else nn_numpy.SGD(model, 0.05, momentum=0.9)
     eval_images = images if eval_images is None else eval_images
     with Halves(model, images, labels, (images, eval_images), processes) as shared:
         progress = EpochProgress(1, 1, 1, quiet=True, lr=0.05)
-        nn_numpy.train_epoch(model, loss_fn, opt, images, labels, batch_size, np.random.default_rng(1), progress,
-                             shared)
+        fast_cnn.train_epoch(shared, opt, batch_size, np.random.default_rng(1).permutation(len(images)), progress)
         logits = shared.predict(eval_images)
     return model.state_dict(), progress.losses, logits
 
@@ -95,7 +95,7 @@ def test_the_halves_add_up_to_the_whole_batchs_gradient(n):
     model = cnn(np.random.default_rng(0), np.float64)
     with Halves(model, images, labels, [images], 1) as h:
         split_loss, correct = h.step(np.arange(n))
-        np.testing.assert_allclose(h.predict(images), nn_numpy.predict(whole, images), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(h.predict(images), harness.predict(whole, images), rtol=1e-13, atol=1e-13)
     assert split_loss == pytest.approx(float(loss), rel=1e-13)
     assert correct == np.count_nonzero(logits.argmax(axis=1) == labels)
     for (layer, name), (ref, _) in zip(model.parameters(), whole.parameters()):
@@ -110,13 +110,13 @@ def test_the_worker_sees_every_optimizer_step_and_replaced_parameters():
         before = h.predict(images)
         model.layers[7].W += 0.5  # in place, as the optimizers update
         moved = h.predict(images)
-        np.testing.assert_allclose(moved, nn_numpy.predict(model, images), rtol=1e-13)
+        np.testing.assert_allclose(moved, harness.predict(model, images), rtol=1e-13)
         assert not np.allclose(before[16:], moved[16:])  # the worker's half changed too
         state = model.state_dict()
         state["3.W"] = state["3.W"] * 0  # load_state_dict puts in new arrays
         model.load_state_dict(state)
         h.step(np.arange(32))  # copies them into the shared block first
-        np.testing.assert_allclose(h.predict(images), nn_numpy.predict(model, images), rtol=1e-13)
+        np.testing.assert_allclose(h.predict(images), harness.predict(model, images), rtol=1e-13)
 
 
 @two_processes
@@ -255,6 +255,7 @@ def test_cnn_numpy_stopped_by_sigterm_leaves_no_process_and_its_pipe_closes(mnis
                            env={**os.environ, "MNIST_DIR": str(mnist_dir)})
     workers = []
     try:
+        assert b"fast layers of fast_cnn/, two processes" in run.stdout.readline()  # says which code trains
         assert b"epoch  1/50" in run.stdout.readline()  # training, worker running
         workers = children(run.pid)
         assert workers, "no worker process under cnn_numpy.py"

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 import cnn_numpy
+import fast_cnn
+import harness
 import nn_numpy
-from common.blas import one_blas_thread
 from fast_cnn import layers as fast
 from fast_cnn.halves import Halves
 from fast_cnn.layers import Conv2d, MaxPool2d, PoolCorners, blas_threads
 from gradcheck import relative_error
+from harness import one_blas_thread
 from nn_numpy import ReLU
-from test_cnn_numpy import first_maximum_pool_backward
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -140,7 +141,7 @@ def test_the_fast_paths_halves_give_the_textbook_batchs_gradients(processes):
     assert correct == np.count_nonzero(book[0].argmax(axis=1) == labels[batch])
     for key in book[2]:
         assert_close(grads[key], book[2][key], np.float64)
-    assert_close(logits, nn_numpy.predict(textbook, images), np.float64)
+    assert_close(logits, harness.predict(textbook, images), np.float64)
 
 
 def test_one_short_training_run_ends_within_a_tenth_of_a_point_on_both_paths(mnist_dir):
@@ -154,16 +155,16 @@ def test_one_short_training_run_ends_within_a_tenth_of_a_point_on_both_paths(mni
     for path in ("textbook", "fast"):
         textbook, tuned = cnn_pair(np.float32, seed=0)
         model = textbook if path == "textbook" else tuned
-        optimizer, order_rng = nn_numpy.SGD(model, 0.05), np.random.default_rng(1)
+        optimizer, order = nn_numpy.SGD(model, 0.05), np.random.default_rng(1).permutation(2000)
         progress = EpochProgress(1, 1, math.ceil(2000 / 8), quiet=True, lr=0.05)
         with one_blas_thread():
             if path == "textbook":
-                nn_numpy.train_epoch(model, nn_numpy.SoftmaxCrossEntropy(), optimizer, x_train, y_train, 8,
-                                     order_rng, progress)
-                logits = nn_numpy.predict(model, x_test)
+                nn_numpy.train_epoch(model, nn_numpy.SoftmaxCrossEntropy(), optimizer, x_train, y_train, 8, order,
+                                     progress)
+                logits = harness.predict(model, x_test)
             else:
                 with Halves(model, x_train, y_train, [x_test]) as halves:
-                    nn_numpy.train_epoch(model, None, optimizer, x_train, y_train, 8, order_rng, progress, halves)
+                    fast_cnn.train_epoch(halves, optimizer, 8, order, progress)
                     logits = halves.predict(x_test)
         accuracy[path] = 100 * np.mean(logits.argmax(axis=1) == y_test)
     assert accuracy["textbook"] >= 85
@@ -199,7 +200,7 @@ def test_maxpool_backward_matches_the_plain_first_maximum_rule(x_order, dout_ord
     dout = layout[dout_order](rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
     pool = MaxPool2d(2)
     pool.forward(x)
-    np.testing.assert_array_equal(pool.backward(dout), first_maximum_pool_backward(x, dout))
+    np.testing.assert_array_equal(pool.backward(dout), cnn_numpy.maxpool_backward_loops(x, dout))
 
 
 def test_pooling_then_relu_equals_relu_then_pooling_forward_and_backward():
@@ -279,7 +280,7 @@ def test_pool_corners_need_a_layer_without_input_gradient():
 
 
 def test_flatten_gives_its_gradient_back_in_the_memory_order_of_its_input():
-    from nn_numpy import Flatten
+    from fast_cnn.layers import Flatten  # nn_numpy.Flatten returns C order: the textbook needs no more
     x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5.0).reshape(2, 4, 5, 3)).transpose(0, 3, 1, 2)  # channel-last
     flatten = Flatten()
     flat = flatten.forward(x)

@@ -1,4 +1,4 @@
-"""common/findings.py on small synthetic histories and confusion matrices: each computation by hand, then the
+"""analysis/findings.py on small synthetic histories and confusion matrices: each computation by hand, then the
 whole page end to end (no training)."""
 
 import numpy as np
@@ -6,12 +6,12 @@ import pytest
 
 from scipy import stats as scipy_stats
 
-from common import findings, stats
-from common.findings import (CROSSOVER, MARGIN_PP, MODELS, Comparison, Outcome, claim_cnn_vs_mlp, claim_confusions,
-                             claim_convergence, claim_framework, claim_gpu, claim_overfitting, claim_permuted,
-                             claim_recipe, combine, convergence, convergence_pair, directed_pairs, family,
-                             first_reach, outcome, overfitting_gaps, rank, scope_verdict, seed_average,
-                             summed_confusion, unordered_pairs, write_findings)
+from analysis import findings, stats
+from analysis.findings import (CROSSOVER, MARGIN_PP, MODELS, Comparison, Outcome, claim_cnn_vs_mlp, claim_confusions,
+                               claim_convergence, claim_framework, claim_gpu, claim_overfitting, claim_permuted,
+                               claim_recipe, combine, convergence, convergence_pair, directed_pairs, family,
+                               first_reach, outcome, overfitting_gaps, rank, scope_verdict, seed_average,
+                               summed_confusion, unordered_pairs, write_findings)
 
 NOISE = (-0.1, 0.0, 0.1)  # per-seed offsets (pp): std 0.1 for every group
 
@@ -182,7 +182,18 @@ def test_permuted_pixels_hold_where_the_cnn_loses_and_loses_more_than_the_mlp():
     assert tests[0].diff == pytest.approx(-1.5) and tests[1].diff == pytest.approx(-1.5)   # the MLP: no change
     # the difference of differences: four groups of variance 0.01 / 3 each
     assert tests[1].effect.se == pytest.approx(np.sqrt(4 * 0.01 / 3))
-    assert "| MLP, NumPy | 98.00 ± 0.10 | 98.00 ± 0.10 | +0.00 |" in finding.detail
+    assert "| MLP, NumPy | `nn_numpy` | 98.00 ± 0.10 | 98.00 ± 0.10 | +0.00 |" in finding.detail
+
+
+def test_permuted_runs_are_compared_with_the_same_procedure_on_the_original_pixels():
+    """The permuted runs use the kit's earlier procedure; where its +earlier runs exist they are the baseline."""
+    groups = {**permuted_groups(), "cnn_numpy+earlier": group(97.5), "nn_numpy+earlier": group(98.0)}
+    tests = findings.permutation_tests(groups)["numpy"]
+    assert tests[0].diff == pytest.approx(0.0)   # against cnn_numpy+earlier (97.5), not cnn_numpy (99.0)
+    detail = claim_permuted(groups).detail
+    assert "| CNN, NumPy | `cnn_numpy+earlier` | 97.50 ± 0.10 | 97.50 ± 0.10 | +0.00 |" in detail
+    assert "trained with the kit's earlier procedure" in detail
+    assert "earlier procedure" not in claim_permuted(permuted_groups()).detail
 
 
 def test_permuted_pixels_missing_groups_are_named():
@@ -385,6 +396,6 @@ def test_findings_never_import_a_framework():
     import sys
 
     from conftest import ROOT
-    code = "import sys, common.findings; print(sorted({'torch', 'tensorflow'} & set(sys.modules)))"
+    code = "import sys, analysis.findings; print(sorted({'torch', 'tensorflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cnn_numpy
+import harness
 import nn_numpy
 import original
 from common.data import load_mnist
@@ -293,7 +294,7 @@ def test_the_original_weights_give_exactly_the_reports_test_accuracy(shared, mni
     state, _, _ = load_checkpoint(shared / file, model, {})
     model.load_state_dict(state)
     x = images.reshape(len(images), 1, 28, 28) if script is cnn_numpy else images  # float32, the kit's default
-    assert np.count_nonzero(nn_numpy.predict(model, x).argmax(axis=1) == labels) == correct
+    assert np.count_nonzero(harness.predict(model, x).argmax(axis=1) == labels) == correct
 
 
 def test_the_reports_mlp_test_loss_is_minus_log_p_plus_1e7_over_batches_of_32(shared, mnist_dir):
@@ -302,7 +303,7 @@ def test_the_reports_mlp_test_loss_is_minus_log_p_plus_1e7_over_batches_of_32(sh
     arrays = load_pickle(shared / "nn_pure_python-model.pkl")
     model = nn_numpy.mlp(np.random.default_rng(0), np.float64)
     model.load_state_dict(to_state_dict(arrays, model, "nn"))
-    logits = nn_numpy.predict(model, images.astype(np.float64))
+    logits = harness.predict(model, images.astype(np.float64))
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p = (p / p.sum(axis=1, keepdims=True))[np.arange(len(labels)), labels]
     batch_means = [-np.log(p[i:i + 32] + 1e-7).mean() for i in range(0, len(p), 32)]

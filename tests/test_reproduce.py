@@ -190,8 +190,10 @@ def test_eval_only_in_a_fresh_clone_keeps_every_seeds_row_its_statistics_and_the
     assert snapshot(figures, "train.log") == logs
     # which command trained the runs, and their peak memory, survive beside this evaluation's
     trained = reproduce.earlier_results(ROOT / "figures")
-    assert trained["trained"].startswith("Produced by `python reproduce.py --seeds")
-    assert text.startswith("# Results\n\nRe-evaluated by `python reproduce.py --eval-only") and trained["trained"] in text
+    assert trained["trained"].startswith("`python reproduce.py --seeds")
+    assert text.startswith("# Results\n\nRe-evaluated by `python reproduce.py --eval-only")
+    command = trained["trained"].split(";")[0]  # "`python reproduce.py --seeds 10` on x86_64 with ..."
+    assert f"; the runs were trained by {command}" in text and "trained by: " not in text
     assert trained["peaks"] and trained["peaks"] in text and "Peak memory per evaluation" in text
     for model in reproduce.MODELS:
         name = reproduce.checkpoint_name(model)
@@ -319,20 +321,33 @@ def test_training_seconds_count_only_the_runs_trained_now():
     assert reproduce.training_seconds(records, [("nn_numpy", 1)]) == 5.0
 
 
+def test_without_reuse_every_run_is_trained_again(quick, tmp_path, monkeypatch, capsys):
+    """Issue 27: `make reproduce` on a fresh clone trained nothing, every run "reused"; training is the default."""
+    out = tmp_path / "quick"
+    shutil.copytree(quick[0], out)
+    calls = []
+    monkeypatch.setattr(reproduce, "train_one", lambda model, seed, args, group=None: calls.append((model, seed))
+                        or (0, "", None))
+    assert reproduce.main(["--quick", "--models", "nn_numpy", "--out-dir", str(out)]) == 0
+    assert calls == [("nn_numpy", 0)]
+    assert "[nn_numpy seed 0] training: reproduce.py trains every run (--reuse reuses runs on disk)" in \
+        capsys.readouterr().out
+
+
 def test_a_second_quick_run_trains_nothing_and_rewrites_the_same_numbers(quick):
     """Runs last: it rewrites results.md without training."""
     out, _ = quick
     before = reproduce.parse_results_table((out / "results.md").read_text())
-    result = run_script("reproduce.py", "--quick", "--out-dir", out, timeout=600)
+    result = run_script("reproduce.py", "--quick", "--reuse", "--out-dir", out, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     for model in reproduce.MODELS:
-        assert f"[{model} seed 0] reused: same configuration, seed and code" in result.stdout
+        assert f"[{model} seed 0] reused: same configuration, seed, code and machine" in result.stdout
     assert "epoch  1/1" not in result.stdout and "0 run(s) finished, 4 reused from disk" in result.stdout
     text = (out / "results.md").read_text()
     after = reproduce.parse_results_table(text)
-    # which run trained them stays named: "Rewritten, every run reused from disk, by ...; trained by: Produced by"
+    # which run trained them stays named
     assert text.startswith("# Results\n\nRewritten, every run reused from disk, by `python reproduce.py --quick")
-    assert "; trained by: Produced by `python reproduce.py --quick" in text
+    assert "; the runs were trained by `python reproduce.py --quick` on " in text
     numbers = ["Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss"]
     assert [[row[c] for c in numbers] for row in after] == [[row[c] for c in numbers] for row in before]
 
@@ -342,13 +357,13 @@ def test_a_run_with_fewer_seeds_keeps_the_other_seeds_that_still_stand(tmp_path,
     from seed 0 alone: the other seeds on disk, from the same configuration and code, stay in the table."""
     figures = tmp_path / "figures"
     shutil.copytree(ROOT / "figures", figures, ignore=shutil.ignore_patterns("findings", "original*", "*.png"))
-    from common.reuse import code_digest
-    for model in reproduce.MODELS:  # as if trained by this code, whatever code the committed runs came from
+    from common.reuse import code_digest, machine_id
+    for model in reproduce.MODELS:  # as if trained by this code here, whatever code the committed runs came from
         for path in [figures / model / "metrics.json", *figures.glob(f"seeds/seed*/{model}/metrics.json")]:
             record = json.loads(path.read_text())
-            path.write_text(json.dumps({**record, "code": code_digest(ROOT / f"{model}.py")}))
+            path.write_text(json.dumps({**record, "code": code_digest(ROOT / f"{model}.py"), "machine": machine_id()}))
     before = {r["Model"]: r for r in reproduce.parse_results_table((figures / "results.md").read_text())}
-    result = run_script(ROOT / "reproduce.py", "--out-dir", figures, "--checkpoint-dir", tmp_path / "ck",
+    result = run_script(ROOT / "reproduce.py", "--reuse", "--out-dir", figures, "--checkpoint-dir", tmp_path / "ck",
                         cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "0 run(s) finished" in result.stdout and "training:" not in result.stdout

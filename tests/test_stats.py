@@ -1,4 +1,4 @@
-"""common/stats.py: Welch's t-test against scipy and by hand, Holm's step-down correction, the verdicts."""
+"""analysis/stats.py: Welch's t-test against scipy and by hand, Holm's step-down correction, the verdicts."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from common import stats
+from analysis import stats
 
 
 def test_welch_matches_scipy_and_the_satterthwaite_formula():
@@ -167,3 +167,16 @@ def test_power_of_equivalence_against_a_simulation():
 def test_seeds_needed_are_more_than_the_seeds_now():
     e = stats.welch_interval([98.3, 98.2, 98.1], [98.0, 98.1, 97.9])   # would reach 80% power with 2 already
     assert stats.seeds_to_exclude(e, 0.0) >= 4
+
+
+def test_prediction_interval_by_hand_and_by_simulation():
+    values = [98.0, 98.2, 98.1, 98.3, 98.4]
+    low, high = stats.prediction_interval(values)
+    half = 2.7764451051977987 * np.std(values, ddof=1) * np.sqrt(1 + 1 / 5)   # t(0.975, 4)
+    assert (low, high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert stats.prediction_interval([98.0]) is None
+    # one more draw falls inside 95% of the time (normal data, 5 seeds)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4000, 6))
+    inside = [lo <= d[5] <= hi for d in draws for lo, hi in [stats.prediction_interval(d[:5])]]
+    assert np.mean(inside) == pytest.approx(0.95, abs=0.012)

@@ -1,11 +1,11 @@
 """The report's Discussion (section 4), claim by claim: pure functions over run records, and the page they make.
 
     python reproduce.py --findings               # trains (or reuses) the extra configurations, then write_findings
-    python -c "import glob, json; from common.findings import write_findings; write_findings('/tmp/f', {m: [
+    python -c "import glob, json; from analysis.findings import write_findings; write_findings('/tmp/f', {m: [
         json.load(open(p)) for p in sorted(glob.glob(f'figures/**/{m}/metrics.json', recursive=True))]
         for m in ('nn_numpy', 'nn_torch', 'cnn_numpy', 'cnn_torch')})"   # claims 1, 2, 7, 8 from the main runs
 
-    from common.findings import write_findings
+    from analysis.findings import write_findings
     text = write_findings("figures", groups)      # figures/findings.md and figures/findings/*.png
     text = write_findings("figures", groups, gpu={"machine": "NVIDIA H100",
                                                   "nn_torch": {"cpu": [1.3, 1.2], "cuda": [0.4, 0.4]}})
@@ -16,15 +16,20 @@ fractions, seconds), final, confusion_matrix (10x10 counts, rows = actual). ``gr
 name to the list of its records, one per seed:
 
     nn_numpy, nn_torch, cnn_numpy, cnn_torch   the report's four configurations (the main runs)
-    nn_numpy+momentum    nn_numpy with nn_torch's recipe: SGD lr 0.01, momentum 0.9
-    nn_torch+sgd         nn_torch with nn_numpy's recipe: plain SGD lr 0.1, momentum 0
+    nn_numpy+momentum    nn_numpy with nn_torch's recipe: SGD lr 0.01, momentum 0.9, PyTorch init
+    nn_torch+sgd         nn_torch with nn_numpy's recipe: plain SGD lr 0.1, momentum 0, N(0, 0.1^2) init
     cnn_numpy+adam       cnn_numpy with cnn_torch's recipe: Adam lr 1e-3, 10 epochs, batch 32, PyTorch init
     cnn_torch+sgd        cnn_torch with cnn_numpy's recipe: plain SGD lr 0.01, 5 epochs, batch 16, Xavier init
+    nn_numpy+earlier, nn_torch+earlier, cnn_numpy+earlier, cnn_torch+earlier
+                         the kit's earlier defaults: a new data order every epoch (nn_numpy: also PyTorch init,
+                         float32)
     nn_numpy+permuted, nn_torch+permuted, cnn_numpy+permuted, cnn_torch+permuted
-                         each of the four with --permute-pixels (one fixed permutation of the 784 pixels)
+                         the +earlier runs with --permute-pixels (one fixed permutation of the 784 pixels); compared
+                         with the +earlier groups where present, else with the main runs
+    (the ablation groups nn_numpy+epoch, +pytorch-init, +epoch+pytorch-init: analysis/procedure.py)
 
 A claim whose groups are missing says "not measured (...)"; the others still render. Every verdict is read
-from an effect's interval (common/stats.py; the rule is STATISTICS below), never written per claim: each claim
+from an effect's interval (analysis/stats.py; the rule is STATISTICS below), never written per claim: each claim
 is one family of comparisons, and where the report states an effect its number stands beside ours.
 """
 
@@ -35,12 +40,23 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.report import overfitting_gap, test_acc_difference
+from analysis.stats import (
+    ALPHA,
+    FAILS,
+    HOLDS,
+    POWER,
+    UNRESOLVED,
+    contrast,
+    judge,
+    mean_std,
+    seeds_for_equivalence,
+    seeds_to_exclude,
+    tost,
+)
 from common.data import TRAIN_SIZE
 from common.io import write_text
-from common.report import overfitting_gap, test_acc_difference
 from common.run import TITLES
-from common.stats import (ALPHA, FAILS, HOLDS, POWER, UNRESOLVED, contrast, judge, mean_std, seeds_for_equivalence,
-                          seeds_to_exclude, tost)
 
 MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 FRAMEWORKS = {"numpy": "NumPy", "torch": "PyTorch"}
@@ -81,7 +97,7 @@ class Comparison:
     kind: what the claim says of the effect: "direction" (its sign is ``sign``: +1 positive, -1 negative),
     "comparable" (it is within +-margin: claim 4's words) or "none" (it is 0, i.e. within +-margin: "holds");
     report: the report's own effect, where it states one.
-    ``effect`` (common.stats.Effect) is filled by ``family`` with the claim's family size; None below 2 seeds.
+    ``effect`` (analysis.stats.Effect) is filled by ``family`` with the claim's family size; None below 2 seeds.
     """
     label: str
     groups: list
@@ -470,17 +486,25 @@ def plot_convergence(path, groups):
 
 # --- 3. permuted pixels -----------------------------------------------------------------------------------------
 
+def unpermuted(groups, model):
+    """The group the permuted runs of ``model`` are compared with: the same procedure on the original pixels. The
+    permuted runs use the kit's earlier defaults (a new data order every epoch; reproduce.EARLIER), so their
+    baseline is ``model+earlier`` where it was run, else the main runs."""
+    return f"{model}+earlier" if groups.get(f"{model}+earlier") else model
+
+
 def permutation_tests(groups):
     """Per framework with all four groups: the CNN's permuted − original test accuracy, and how much more it
     loses than the MLP ((CNN permuted − original) − (MLP permuted − original)); one family.
 
     Returns {framework: [2 Comparisons]}."""
     frameworks = [fw for fw in FRAMEWORKS
-                  if not missing(groups, [f"{a}_{fw}{s}" for a in ARCHITECTURES for s in ("", "+permuted")])]
+                  if not missing(groups, [name for a in ARCHITECTURES
+                                          for name in (unpermuted(groups, f"{a}_{fw}"), f"{a}_{fw}+permuted")])]
     tests = []
     for fw in frameworks:
-        cnn, cnn_permuted, mlp, mlp_permuted = (accuracy_pp(groups[f"{a}_{fw}{s}"])
-                                                for a in ("cnn", "nn") for s in ("", "+permuted"))
+        cnn, cnn_permuted, mlp, mlp_permuted = (accuracy_pp(groups[name]) for a in ("cnn", "nn")
+                                                for name in (unpermuted(groups, f"{a}_{fw}"), f"{a}_{fw}+permuted"))
         tests += [Comparison(f"CNN, {FRAMEWORKS[fw]}: permuted − original", [cnn_permuted, cnn], sign=-1),
                   Comparison(f"{FRAMEWORKS[fw]}: the CNN's change − the MLP's",
                              [cnn_permuted, cnn, mlp_permuted, mlp], weights=(1, -1, -1, 1), sign=-1)]
@@ -499,10 +523,19 @@ def claim_permuted(groups):
     # (which cannot tell by construction).
     ours = "; ".join(f"{t.label} {brief(t)}" for tests in per_framework.values() for t in tests)
     ours += f"; {seeds(groups, [m + '+permuted' for m in MODELS])}"
-    cells = [[TITLES[f"{a}_{fw}"], pm(accuracy_pp(groups[f"{a}_{fw}"])), pm(accuracy_pp(groups[f"{a}_{fw}+permuted"])),
-              f"{np.mean(accuracy_pp(groups[f'{a}_{fw}+permuted'])) - np.mean(accuracy_pp(groups[f'{a}_{fw}'])):+.2f}"]
-             for fw in per_framework for a in ARCHITECTURES]
-    detail = (table(["model", "original pixels: test acc (%)", "permuted pixels", "change (pp)"], cells) + "\n"
+    base = {model: unpermuted(groups, model) for model in MODELS}
+    cells = []
+    for fw in per_framework:
+        for a in ARCHITECTURES:
+            original, permuted = accuracy_pp(groups[base[f"{a}_{fw}"]]), accuracy_pp(groups[f"{a}_{fw}+permuted"])
+            cells.append([TITLES[f"{a}_{fw}"], f"`{base[f'{a}_{fw}']}`", pm(original), pm(permuted),
+                          f"{np.mean(permuted) - np.mean(original):+.2f}"])
+    same = ("The permuted runs were trained with the kit's earlier procedure (a new data order every epoch; for "
+            "the NumPy MLP also PyTorch's initialisation in float32), so each is compared with the same model "
+            "trained the same way on the original pixels (the `+earlier` groups).\n\n"
+            if any(b.endswith("+earlier") for b in base.values()) else "")
+    detail = (same + table(["model", "original pixels: group", "test acc (%)", "permuted pixels", "change (pp)"],
+                           cells) + "\n"
               + comparisons_table([t for tests in per_framework.values() for t in tests], "permuted", "original"))
     verdict = scope_verdict({FRAMEWORKS[fw]: combine([outcome(t) for t in tests])
                              for fw, tests in per_framework.items()})
@@ -822,7 +855,7 @@ def check_claims(groups, gpu=None):
                 claim_confusions(groups)]
 
 
-def findings_markdown(findings):
+def findings_markdown(findings, extra=""):
     """The text of figures/findings.md: one summary table, a detail section per claim, the statistics rule."""
     summary = table(["claim", "the report's evidence",
                      "ours: effect [95% family-wise interval] (the report's effect), n seeds", "verdict"],
@@ -834,15 +867,17 @@ def findings_markdown(findings):
                         f"{f.detail}{pictures}")
     return ("# The report's findings, checked\n\nEach claim of the report's Discussion (section 4), tested on "
             "our runs with seed noise; every verdict is computed from the numbers (see Statistics at the end).\n\n"
-            + summary + "\n" + "\n".join(sections) + "\n## Statistics\n\n" + STATISTICS + "\n")
+            + summary + "\n" + "\n".join(sections) + (f"\n{extra}" if extra else "")
+            + "\n## Statistics\n\n" + STATISTICS + "\n")
 
 
-def write_findings(out_dir, groups, gpu=None):
-    """Write OUT_DIR/findings.md and its figures under OUT_DIR/findings/; returns the markdown text."""
+def write_findings(out_dir, groups, gpu=None, extra=""):
+    """Write OUT_DIR/findings.md and its figures under OUT_DIR/findings/; returns the markdown text. ``extra``:
+    a markdown section placed after the claims, before the statistics (reproduce.py: the procedure's ablation)."""
     out_dir = Path(out_dir)
     findings = check_claims(groups, gpu)
     for name in {name for f in findings for name in f.figures}:
         FIGURES[name](out_dir / "findings" / name, groups)
-    text = findings_markdown(findings)
+    text = findings_markdown(findings, extra)
     write_text(out_dir / "findings.md", text)
     return text

@@ -1,6 +1,6 @@
 """Seed-noise statistics shared by results.md and figures/findings.md.
 
-    from common.stats import welch, holm, contrast, judge, tost, seeds_to_exclude
+    from analysis.stats import welch, holm, contrast, judge, tost, seeds_to_exclude
     w = welch([98.1, 98.2, 98.3], [97.9, 98.0, 98.1])   # w.diff, w.se, w.t, w.df, w.p   (results.md)
     adjusted = holm([w.p, 0.2, 0.01])                    # family-wise error held at alpha
 
@@ -30,6 +30,19 @@ RULE = ("Welch's two-sample t-test on the per-seed values (unequal variances, Sa
         "freedom, two-sided, scipy.stats.ttest_ind), p-values adjusted with Holm's step-down method over "
         "the comparisons of one table; a difference counts as beyond seed noise when its adjusted p < 0.05")
 HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved"
+
+
+def prediction_interval(values, level=0.95):
+    """(low, high): where one more draw from the values' population falls with probability ``level``, if it is
+    normal: mean ± t((1 + level)/2, n−1) · s · sqrt(1 + 1/n). None with fewer than 2 values."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n < 2:
+        return None
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * values.std(ddof=1) * math.sqrt(1 + 1 / n)
+    return float(values.mean() - half), float(values.mean() + half)
 
 
 # --- results.md: Welch's t and Holm -------------------------------------------------------------------------
