@@ -165,6 +165,12 @@ def train_or_evaluate(run, model, optimizer, data, labels, args, rng, test_image
     run.finish(test_images, final)
 
 
+def say_what_trains(model_name, args, device):
+    """The run's first line: which code trains (or evaluates), as the NumPy scripts say it (harness.py)."""
+    print(f"{model_name}: {'evaluating' if args.eval_only else 'training'} with PyTorch {torch.__version__} "
+          f"({model_name}.py) on {device}", flush=True)
+
+
 def initialise(model, init):
     """--init: "pytorch" keeps PyTorch's defaults; "xavier" = Glorot-uniform weights and zero biases, as the
     NumPy scripts' init_weights (same fans: fan_in = C_in*k*k, fan_out = C_out*k*k); "normal" = N(0, 0.1^2)
@@ -218,6 +224,7 @@ def main(argv=None):
     checkpoint, device, order_rng, data, labels, test_images = prepare(args, "nn_torch", (28, 28))
     model = initialise(mlp(), args.init).to(device)
     config = dump_config(args, device=str(device), dtype="float32", architecture="784-128-ReLU-64-ReLU-10")
+    say_what_trains("nn_torch", args, device)
     run = Run("nn_torch", "torch", config, args, save_checkpoint)
     train_or_evaluate(run, model, make_optimizer(model, args), data, labels, args, order_rng, test_images,
                       checkpoint)

@@ -28,7 +28,7 @@ import numpy as np
 
 from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
-from common.errors import UsageError, UserError
+from common.errors import SigTerm, UsageError, UserError
 from common.io import OutputSet, check_writable, write_json
 from common.reuse import ROOT, code_digest, machine_id
 
@@ -44,37 +44,47 @@ class Interrupted(UserError):
     exit_code = 130
 
 
-class CtrlC:
-    """Ctrl-C during training, made impossible to lose.
+class Terminated(Interrupted):
+    """What a run stopped by SIGTERM ends with: its last complete epoch kept, as after Ctrl-C."""
+    exit_code = 143
 
-    Python runs its SIGINT handler between two bytecodes of whatever runs at that moment: a KeyboardInterrupt
-    raised inside a finalizer (say tqdm's ``__del__``, run when an epoch's bar is collected) is printed as
-    "Exception ignored" and dropped, and training would go on. While a :class:`Run` is entered, the handler
-    also notes the signal, and :meth:`check` (called at every step and epoch end) raises it again.
+
+class CtrlC:
+    """Ctrl-C (SIGINT) or SIGTERM during training, made impossible to lose.
+
+    Both keep the last complete epoch (Run.keep_interrupted) and exit 130 (SIGINT) or 143 (SIGTERM). Python
+    runs a signal handler between two bytecodes of whatever runs at that moment: a KeyboardInterrupt raised
+    inside a finalizer (say tqdm's ``__del__``, run when an epoch's bar is collected) is printed as "Exception
+    ignored" and dropped, and training would go on. While a :class:`Run` is entered, the handler also notes
+    the signal, and :meth:`check` (called at every step and epoch end) raises it again.
     """
 
+    SIGNALS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: SigTerm}
+
     def __init__(self):
-        self.came = False
-        self.previous = None
+        self.came = None  # the exception class of the signal that came, if one did
+        self.previous = {}
 
     def handler(self, signum, frame):
-        self.came = True
-        raise KeyboardInterrupt
+        self.came = self.SIGNALS[signum]
+        raise self.came
 
     def install(self):
-        # Only over Python's own handler: a SIGINT ignored (SIG_IGN, a background job) stays ignored.
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self.previous = signal.signal(signal.SIGINT, self.handler)
+        # Only over Python's own handlers: a signal ignored (SIG_IGN, e.g. SIGINT in a background job) stays so.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            if signal.getsignal(signum) is default:
+                self.previous[signum] = signal.signal(signum, self.handler)
 
     def restore(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
+        self.previous = {}
 
     def check(self):
         if self.came:
-            raise KeyboardInterrupt
+            raise self.came
 
 
 class EpochProgress:
@@ -206,21 +216,25 @@ class Run:
 
     def __exit__(self, kind, value, traceback):
         self.ctrl_c.restore()
-        if kind is KeyboardInterrupt or (kind is None and self.ctrl_c.came):  # the latter: one dropped at the end
-            raise self.keep_interrupted() from None
+        if (kind is not None and issubclass(kind, KeyboardInterrupt)) or (kind is None and self.ctrl_c.came):
+            # the latter: a signal dropped at the very end
+            terminated = kind is SigTerm or (kind is None and self.ctrl_c.came is SigTerm)
+            raise self.keep_interrupted(terminated) from None
         return False
 
-    def keep_interrupted(self):
+    def keep_interrupted(self, terminated=False):
+        error = Terminated if terminated else Interrupted
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
         if not self.history:
-            return Interrupted("interrupted before the first epoch ended; nothing was written")
+            return error(f"{what} before the first epoch ended; nothing was written")
         done = self.history[-1]["epoch"]
         checkpoint = interrupted_path(self.checkpoint)
         record_path = self.dir / "metrics.interrupted.json"
         self.save_checkpoint(checkpoint, self.state, self.checkpoint_record(), self.iteration_losses)
         write_json(record_path, self.record(self.history[-1], interrupted=True))
         when = f"during epoch {done + 1}" if done < self.epochs_total else "after the last epoch"
-        return Interrupted(f"interrupted {when}; epoch {done}'s results are in {record_path} "
-                           f"and {checkpoint} (earlier outputs untouched)")
+        return error(f"{what} {when}; epoch {done}'s results are in {record_path} "
+                     f"and {checkpoint} (earlier outputs untouched)")
 
     # --- evaluation only --------------------------------------------------------------------------------
     def restore(self, record, iteration_losses):
@@ -242,13 +256,14 @@ class Run:
         self.trained_seconds = record.get("seconds_total")
         self.code = record.get("code")  # None for a checkpoint saved before code digests
         self.machine = record.get("machine")
+        self.trained_at = record.get("finished_at")  # None for a checkpoint saved before this was recorded
         self.iteration_losses = list(np.asarray(iteration_losses, dtype=np.float64))
 
     # --- outputs ----------------------------------------------------------------------------------------
     def checkpoint_record(self):
         return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
                 "history": self.history, "seconds_total": self.elapsed(), "code": self.code,
-                "machine": self.machine}
+                "machine": self.machine, "finished_at": now()}
 
     def elapsed(self):
         return time.perf_counter() - self.started
@@ -259,25 +274,30 @@ class Run:
                # an interrupted run's last epoch may not have evaluated the training set: null then
                "final": {k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
                "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
-               "code": self.code, "machine": self.machine,
-               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        if self.eval_only:  # the run's time is the training run's; this evaluation's is kept beside it
+               "code": self.code, "machine": self.machine, "finished_at": now()}
+        if self.eval_only:  # the run's time, code and date are the training's; this evaluation's are beside them
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
+            out["finished_at"], out["evaluated_at"] = self.trained_at, now()
             out.update(self.verified_before())
         if interrupted:
             out["interrupted"] = True
         return out
 
     def verified_before(self):
-        """--eval-only over the record of the same training run (same history): its code_verified, the code
-        digests whose first epoch matched that run (common/reuse.py), which the checkpoint does not carry."""
+        """--eval-only over the record of the same training run (same history): what that record knows of the
+        training and the checkpoint may not carry: its code_verified (the code digests whose first epoch matched
+        that run, common/reuse.py), and its code, machine and finishing time where the checkpoint has none."""
         try:
             earlier = json.loads((self.dir / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        if earlier.get("history") != self.history or "code_verified" not in earlier:
+        if earlier.get("history") != self.history:
             return {}
-        return {"code_verified": earlier["code_verified"]}
+        kept = {"code_verified": earlier["code_verified"]} if "code_verified" in earlier else {}
+        for key, own in (("code", self.code), ("machine", self.machine), ("finished_at", self.trained_at)):
+            if own is None and earlier.get(key) is not None:
+                kept[key] = earlier[key]
+        return kept
 
     def finish(self, test_images, final=None):
         """Write metrics.json, the four figures and (after training) the checkpoint; returns the record.
@@ -310,6 +330,10 @@ class Run:
         print(f"{self.model}: test accuracy {final['test_acc']:.2%}, test loss {final['test_loss']:.4f}; "
               f"{self.elapsed():.1f} s; outputs in {where}", flush=True)
         return record
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def versions():

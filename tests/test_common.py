@@ -409,10 +409,66 @@ def test_ctrl_c_during_the_switch_itself_completes_the_set(tmp_path, monkeypatch
 def test_one_blas_thread_sets_one_inside_and_restores_the_count_after():
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from common.blas import one_blas_thread
+    from harness import one_blas_thread
 
     counts = lambda: {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}  # noqa: E731
     with threadpool_limits(2, user_api="blas"):
         with one_blas_thread():
             assert counts() == {1}
         assert counts() == {2}
+
+
+# --- the procedure: data order (--shuffle), SIGTERM ---------------------------------------------------------
+
+def test_shuffle_once_keeps_the_first_order_and_epoch_draws_a_new_one_each_time():
+    """The original's loader shuffled once; --shuffle epoch is the usual practice. Both start from one order."""
+    from common.cli import DataOrder
+
+    once, every = DataOrder(np.random.default_rng(3), 50, "once"), DataOrder(np.random.default_rng(3), 50, "epoch")
+    first_once, digest_once = once()
+    first_every, digest_every = every()
+    np.testing.assert_array_equal(first_once, first_every)
+    assert digest_once == digest_every and sorted(first_once) == list(range(50))
+    for _ in range(3):
+        order, digest = once()
+        np.testing.assert_array_equal(order, first_once)
+        assert digest == digest_once
+    later = [every() for _ in range(3)]
+    assert len({digest_every, *(digest for _, digest in later)}) == 4
+    with pytest.raises(ValueError, match="unknown shuffle"):
+        DataOrder(np.random.default_rng(0), 5, "never")
+
+
+def test_shuffle_is_a_training_flag_whose_default_is_the_originals(capsys):
+    assert demo_args().shuffle == "once"
+    args = demo_args("--shuffle", "epoch")
+    assert args.out_dir == "runs" and "--shuffle epoch" in args.scratch_note
+
+
+def test_sigterm_keeps_the_last_complete_epoch_like_ctrl_c_and_exits_143(tmp_path):
+    """SIGTERM (timeout, kill, a batch scheduler) used to end a run silently with nothing kept."""
+    import signal
+
+    from common.run import Interrupted, Terminated
+
+    run, _, saved = finished_run(tmp_path)
+    run.epochs_total = 100
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated, match=r"terminated \(SIGTERM\) during epoch 2; epoch 1's results are in") as e:
+        with run:
+            with run.progress(2, steps=10) as progress:
+                progress.step(0.5, 3, 4)
+                signal.raise_signal(signal.SIGTERM)
+                pytest.fail("the run went on after SIGTERM")
+    assert isinstance(e.value, Interrupted) and e.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is previous   # the run's handler is gone
+    assert [path.name for path in saved] == ["m.interrupted.npz"]
+    assert (tmp_path / "figures" / "nn_numpy" / "metrics.interrupted.json").is_file()
+
+
+def test_an_interrupted_record_in_figures_is_ignored_by_git():
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    ignored = subprocess.run(["git", "check-ignore", "-q", "figures/nn_numpy/metrics.interrupted.json"], cwd=root)
+    assert ignored.returncode == 0

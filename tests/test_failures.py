@@ -218,8 +218,11 @@ def test_diverging_loss_stops_at_once_and_keeps_earlier_outputs(good_runs, scrip
     assert snapshot(good_runs) == before
 
 
-@pytest.mark.parametrize("script", ["nn_numpy", "cnn_numpy", "cnn_torch"])  # cnn_numpy: with its worker process
-def test_ctrl_c_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs, script, tmp_path):
+@pytest.mark.parametrize("script, how", [("nn_numpy", signal.SIGINT), ("cnn_numpy", signal.SIGINT),
+                                         ("cnn_torch", signal.SIGINT), ("nn_numpy", signal.SIGTERM),
+                                         ("cnn_numpy", signal.SIGTERM)])  # cnn_numpy: with its worker process
+def test_ctrl_c_or_sigterm_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs, script, how, tmp_path):
+    """SIGTERM (timeout, kill, a batch scheduler) is handled as Ctrl-C, exit 143 instead of 130 (issue 27)."""
     before = snapshot(good_runs)
     child = subprocess.Popen([sys.executable, ROOT / f"{script}.py", "--epochs", "100", "--limit-train", "1000",
                               "--quiet", "--out-dir", good_runs / "figures",
@@ -227,13 +230,16 @@ def test_ctrl_c_keeps_the_last_complete_epoch_beside_the_good_outputs(good_runs,
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible)
     line = child.stdout.readline()
+    assert line.startswith(f"{script}: training with "), line + child.stderr.read()   # which code trains
+    line = child.stdout.readline()
     assert line.startswith("epoch  1/100"), line + child.stderr.read()
-    child.send_signal(signal.SIGINT)
+    child.send_signal(how)
     sent = time.time()
     _, stderr = child.communicate(timeout=30)
     assert time.time() - sent < 5
-    assert child.returncode == 130, stderr
-    assert "Traceback" not in stderr and re.search(r"interrupted during epoch \d+; epoch \d+'s results are in", stderr)
+    assert child.returncode == (130 if how == signal.SIGINT else 143), stderr
+    what = "interrupted" if how == signal.SIGINT else r"terminated \(SIGTERM\)"
+    assert "Traceback" not in stderr and re.search(rf"{what} during epoch \d+; epoch \d+'s results are in", stderr)
     record_path = good_runs / "figures" / script / "metrics.interrupted.json"
     record = json.loads(record_path.read_text())
     assert record["interrupted"] is True and record["history"][-1]["epoch"] >= 1

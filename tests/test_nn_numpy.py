@@ -149,3 +149,19 @@ def test_importing_nn_numpy_does_not_import_torch():
     code = "import sys, nn_numpy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_normal_initialisation_is_the_originals():
+    """--init normal: W ~ N(0, 0.1^2), b = 0, as the original's nn_pure_python.LinearLayer."""
+    model = mlp(np.random.default_rng(0), np.float64, "normal")
+    first = model.layers[1]
+    assert first.W.shape == (784, 128) and first.W.dtype == np.float64
+    assert abs(first.W.std() - 0.1) < 0.002 and abs(first.W.mean()) < 0.002
+    assert all(not layer.b.any() for layer in model.layers if layer.params)
+
+
+def test_nn_numpy_defaults_follow_the_originals_procedure():
+    import nn_numpy
+
+    args = nn_numpy.build_parser().parse_args([])
+    assert (args.init, args.shuffle, args.dtype_default) == ("normal", "once", "float64")

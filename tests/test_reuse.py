@@ -193,3 +193,22 @@ def test_eval_only_over_the_same_run_keeps_its_code_verified(tmp_path, mnist_dir
     assert again["config"]["eval_only"] is True
     assert again["code_verified"] == committed["code_verified"]
     assert again["history"] == committed["history"]
+
+
+def test_with_a_machine_a_run_is_trusted_unchecked_only_where_it_was_trained_or_checked():
+    """Issue 27: make reproduce on a fresh clone reused runs that "matched this code before" -- on another CPU."""
+    here = reuse.machine_id()
+    assert here == reuse.machine_id() and len(here) == 12
+    trained_here = record(machine=here)
+    assert decide(trained_here, WANTED, "sha256:a", here).action == REUSE
+    elsewhere = decide(record(machine="0123456789ab"), WANTED, "sha256:a", here)
+    assert elsewhere.action == VERIFY and "another machine" in elsewhere.why
+    assert decide(record(), WANTED, "sha256:a", here).action == VERIFY   # no machine recorded
+    # a digest verified elsewhere does not count here; one verified here does
+    assert decide(mark_verified(record(), "sha256:b"), WANTED, "sha256:b", here).action == VERIFY
+    assert decide(mark_verified(record(), f"sha256:b@{here}"), WANTED, "sha256:b", here).action == REUSE
+
+
+def test_shuffle_absent_from_a_record_means_every_epoch():
+    assert config_changes(WANTED, {**WANTED, "shuffle": "epoch"}) == []
+    assert config_changes(WANTED, {**WANTED, "shuffle": "once"}) == ["shuffle 'epoch' -> 'once'"]

@@ -117,6 +117,10 @@ def test_eval_only_redraws_everything_from_the_checkpoint(trained):
     assert again["final"] == pytest.approx(record["final"], rel=1e-6)
     assert again["history"] == record["history"] and again["config"]["eval_only"] is True
     assert again["seconds_total"] <= record["seconds_total"] and again["eval_seconds"] > 0
+    # provenance stays the training's (issue 27): when and by which code, on which machine; the evaluation beside
+    assert (again["finished_at"], again["code"], again["machine"]) == \
+        (record["finished_at"], record["code"], record["machine"])
+    assert again["code"] is not None and again["evaluated_at"] >= again["finished_at"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
