@@ -111,7 +111,7 @@ def main(argv=None):
     results = run_tasks(tasks, data, args)
     rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
     rows += [{"submission": name, "file": "", "status": "no model", "notes": [
-        f"no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
+        "no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
              for name, files in submissions if not files]
     rows.sort(key=lambda row: (row["submission"], row["file"]))
     reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
