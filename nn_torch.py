@@ -126,13 +126,19 @@ def load_checkpoint(path, model_name):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        record = json.loads(payload["record"])
-        state, iteration_losses = dict(payload["state_dict"]), payload["iteration_losses"].numpy()
+        bare = isinstance(payload, dict) and "record" not in payload  # a student's own state_dict or checkpoint
+        record = None if bare else json.loads(payload["record"])
+        if not bare:
+            state, iteration_losses = dict(payload["state_dict"]), payload["iteration_losses"].numpy()
     except Exception as e:  # noqa: BLE001 - whatever a damaged file provokes, the user gets the kit's words
         reason = ("it holds pickled Python objects, which are never loaded"
                   if isinstance(e, pickle.UnpicklingError) else unreadable_reason(e))
         raise UserError(f"{path} is not a readable checkpoint ({reason}); give --checkpoint one that "
                         f"{model_name}.py wrote, or train again to write one") from None
+    if bare:
+        raise UserError(f"{path} holds weights without the record this kit writes (a bare state_dict or another "
+                        f"training checkpoint); grade it with `python grade.py {path.parent}`, which reads any "
+                        f"layout and names")
     check_record(record, model_name, path)
     check_finite(state, path)
     return state, record, iteration_losses

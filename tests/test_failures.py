@@ -454,3 +454,16 @@ def test_a_killed_worker_process_is_one_line_and_keeps_earlier_outputs(good_runs
                  r"cnn_numpy.py: error: the worker process that computes the second half of each batch ended "
                  r"unexpectedly \(exit code -9\); run with --processes 1")
     assert snapshot(good_runs) == before
+
+
+def test_a_bare_state_dict_given_to_nn_torch_points_at_grade_py(tmp_path):
+    """Issue 28: a student's torch.save(model.state_dict()) got "lacks the weights or the record this kit writes"."""
+    import torch
+
+    import nn_torch
+    torch.save(nn_torch.mlp().state_dict(), tmp_path / "student.pt")
+    torch.save({"model_state_dict": nn_torch.mlp().state_dict(), "epoch": 20}, tmp_path / "training.pth")
+    for name in ("student.pt", "training.pth"):
+        result = run_script("nn_torch.py", "--eval-only", "--checkpoint", tmp_path / name, "--out-dir", tmp_path)
+        expect_error(result, 1, rf"holds weights without the record this kit writes .*; grade it with "
+                                rf"`python grade.py {re.escape(str(tmp_path))}`")
