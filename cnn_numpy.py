@@ -7,8 +7,9 @@
     python cnn_numpy.py --eval-only              # redraw figures/cnn_numpy/ from checkpoints/cnn_numpy.npz
                                                  # (or the committed reference/cnn_numpy.npz)
 
-Read nn_numpy.py first: this file adds two layers to its Linear, ReLU, Flatten, SoftmaxCrossEntropy, SGD and
-train_epoch, which the CNN reuses as they are (its head is one Linear on the flattened feature maps). First come
+Read nn_numpy.py first: this file adds two layers to its Linear, ReLU, Flatten, SoftmaxCrossEntropy,
+Sequential, optimizers and train_epoch, which the CNN reuses as they are (its head is one Linear on the
+flattened feature maps). First come
 the two layers as loops, one line of math each (conv_forward_loops ... maxpool_backward_loops), then the same
 layers vectorised (Conv2d, MaxPool2d), which the tests check against the loops, then cnn() and main. Arrays are
 (N, C, H, W): images, channels, rows, columns.
@@ -49,9 +50,12 @@ def conv_forward_loops(x, W, b, padding):
 
 
 def conv_backward_loops(x, W, dout, padding):
-    """(dx, dW, db) for dout = dL/dy. Output pixel (n, o, i, j) was made from the window xp[n, :, i:i+k, j:j+k]
-    and the filter W[o], so its gradient g = dout[n, o, i, j] flows to both:
-    dW[o] += g * window, d(window) += g * W[o], db[o] += g."""
+    """(dx, dW, db) for dout = dL/dy. Output pixel y[n, o, i, j] = b[o] + sum W[o, c, u, v] xp[n, c, i+u, j+v]
+    has the partial derivatives dy/dW[o, c, u, v] = xp[n, c, i+u, j+v], dy/dxp[n, c, i+u, j+v] = W[o, c, u, v]
+    and dy/db[o] = 1. So its gradient g = dout[n, o, i, j] flows to its window and its filter:
+        dW[o] += g * window,   d(window) += g * W[o],   db[o] += g.
+    Always +=: the same filter is used at every position of every image, and neighbouring windows overlap, so
+    a weight or a pixel collects a term from every output it took part in. dx is dxp without the padding."""
     n_images, _, h, w = x.shape
     k = W.shape[2]
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -136,7 +140,9 @@ class Conv2d:
 
     def backward(self, dout):
         """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); sets dW and db. With dY = dout as rows of output pixels,
-        (N*Ho*Wo, C_out), the Linear's three rules (nn_numpy.Linear.backward), applied at every position:
+        (N*Ho*Wo, C_out), the Linear's three rules (nn_numpy.Linear.backward), applied at every position;
+        W_flat (C_out, C_in*k*k) is a Linear's W transposed, so x.T @ dout becomes (cols.T @ dY).T = dY.T @ cols
+        and dout @ W.T becomes dY @ W_flat:
 
             dW_flat = dY.T @ cols: the same filter made every output pixel, so its gradient sums over them all;
             db[o]   = sum over n, i, j of dout[n, o, i, j];

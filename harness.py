@@ -108,9 +108,9 @@ def train_or_evaluate(args, model_name, model, train_epoch, setup, code, logits=
     run.finish(setup.test_images, final)
 
 
-def add_dtype_flag(parser, default):
+def add_dtype_flag(parser, default, why=""):
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                        help=f"floating-point type of weights and activations (default: {default}; with "
-                             "--eval-only, the checkpoint's)")
+                        help=f"floating-point type of weights and activations (default: {default}"
+                             f"{': ' + why if why else ''}; with --eval-only, the checkpoint's)")
     parser.set_defaults(dtype_default=default)
     return parser

@@ -60,10 +60,12 @@ class Linear:
     def backward(self, dout):
         """dout (N, out) -> dx (N, in). Every output y[n, j] = sum_i x[n, i] W[i, j] + b[j], so by the chain rule
 
-            dW[i, j] = sum_n x[n, i] dout[n, j]     ->  dW = x.T @ dout      (in, out): summed over the batch
+            dW[i, j] = sum_n x[n, i] dout[n, j]     ->  dW = x.T @ dout      (in, out)
             db[j]    = sum_n dout[n, j]             ->  db = dout.sum(0)     (out,)
             dx[n, i] = sum_j dout[n, j] W[i, j]     ->  dx = dout @ W.T      (N, in)
 
+        dW and db sum over the batch because every example uses the same W and b, so their contributions add;
+        there is no 1/N here because dout already carries it (SoftmaxCrossEntropy.backward divides by N).
         dW and db are assigned, not added to: each batch's backward replaces the last batch's gradients, so
         no zero_grad() is needed (PyTorch accumulates into .grad, hence its zero_grad).
         """
@@ -82,7 +84,8 @@ class ReLU:
         return self.out
 
     def backward(self, dout):
-        """dy/dx is 1 where x > 0 and 0 elsewhere (at exactly 0 taken as 0, as PyTorch does): dx = dout * (x > 0)."""
+        """dy/dx is 1 where x > 0 and 0 elsewhere (at exactly 0 taken as 0, as PyTorch does): dx = dout * (x > 0),
+        written with the stored output, since out > 0 exactly where x > 0."""
         return dout * (self.out > 0)
 
 
@@ -214,7 +217,7 @@ class Adam:
             if i not in self.m:
                 self.m[i], self.v[i] = np.zeros_like(param), np.zeros_like(param)
             m, v = self.m[i], self.v[i]
-            m += scalar(1 - beta1) * (grad - m)
+            m += scalar(1 - beta1) * (grad - m)  # = b1 m + (1 - b1) dp, in PyTorch's order (its lerp)
             v *= scalar(beta2)
             v += scalar(1 - beta2) * grad * grad
             denominator = np.sqrt(v)
@@ -253,7 +256,7 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
 def build_parser():
     p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
                     epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz", optimizer="sgd", init="normal")
-    return harness.add_dtype_flag(p, "float64")  # the original's MLP: float32 images times float64 weights
+    return harness.add_dtype_flag(p, "float64", "the original's MLP multiplied float32 images by float64 weights")
 
 
 def main(argv=None):
