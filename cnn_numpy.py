@@ -103,7 +103,8 @@ class Conv2d:
     conv_forward_loops with the four loops turned into one matrix product.
 
     x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo), Ho = H + 2p - k + 1, Wo = W + 2p - k + 1, in W's dtype.
-    W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward.
+    W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward. input_grad=False: backward returns None instead
+    of dx (for a first layer, whose dx nobody uses), as nn_numpy.Linear.
 
     A convolution is one Linear applied at every position: the window under output pixel (n, i, j), flattened
     to C_in*k*k numbers, times the filters flattened to W_flat (C_out, C_in*k*k). im2col stacks the windows as
@@ -114,10 +115,10 @@ class Conv2d:
     params = ("W", "b")
 
     def __init__(self, in_channels, out_channels, kernel_size, padding=0, rng=None, dtype=np.float32,
-                 init="pytorch"):
+                 init="pytorch", input_grad=True):
         rng = rng if rng is not None else np.random.default_rng()
         k = kernel_size
-        self.k, self.padding = k, padding
+        self.k, self.padding, self.input_grad = k, padding, input_grad
         self.W, bound = init_weights((out_channels, in_channels, k, k), in_channels * k * k,
                                      out_channels * k * k, init, rng, np.dtype(dtype))
         self.b = rng.uniform(-bound, bound, out_channels).astype(dtype)
@@ -156,6 +157,8 @@ class Conv2d:
         d = dout.transpose(0, 2, 3, 1).reshape(-1, len(self.W))  # dY, (N*Ho*Wo, C_out)
         self.dW = (d.T @ self.cols).reshape(self.W.shape)
         self.db = d.sum(axis=0)
+        if not self.input_grad:
+            return None
         dcols = (d @ self.W.reshape(len(self.W), -1)).reshape(n, ho, wo, c, k, k)
         dxp = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=d.dtype)
         for u in range(k):  # col2im: for each kernel offset, the (Ho, Wo) slice of pixels it touched
@@ -205,7 +208,8 @@ def cnn(rng, dtype=np.float32, init="xavier"):
                    -> conv 3x3 -> (N, 32, 14, 14) -> ReLU -> pool -> (N, 32, 7, 7) -> flatten (N, 1568)
                    -> linear -> (N, 10) logits
     """
-    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init=init), ReLU(), MaxPool2d(2),
+    return Sequential(Conv2d(1, 16, 3, padding=1, rng=rng, dtype=dtype, init=init, input_grad=False), ReLU(),
+                      MaxPool2d(2),
                       Conv2d(16, 32, 3, padding=1, rng=rng, dtype=dtype, init=init), ReLU(), MaxPool2d(2),
                       Flatten(),
                       Linear(32 * 7 * 7, 10, rng, dtype, init=init))

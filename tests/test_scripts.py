@@ -211,10 +211,11 @@ def test_the_quick_run_help_recommends_leaves_figures_and_checkpoints_alone(scri
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_the_committed_reference_checkpoints_work_right_after_a_clone(script, tmp_path, mnist_dir):
-    """reference/ ships seed 0 of the committed reproduction: small, and --eval-only without a checkpoints/
-    folder evaluates it and gets the committed figures' numbers back."""
+    """reference/ ships seed 0 of the committed reproduction: small (under 1.5 MB), and --eval-only without a
+    checkpoints/ folder evaluates it and gets the committed figures' numbers back."""
     reference = ROOT / "reference" / (script + (".npz" if "numpy" in script else ".pt"))
-    assert 0 < reference.stat().st_size < 1_000_000
+    # the NumPy MLP's float64 weights (the original's arithmetic) and its 37,500 step losses: about 1.2 MB
+    assert 0 < reference.stat().st_size < 1_500_000
     result = run_script(ROOT / f"{script}.py", "--eval-only", "--out-dir", tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"evaluating the committed reference checkpoint {reference}" in result.stdout
