@@ -1,6 +1,6 @@
 """Grade a whole class's submitted models in one command: one CSV for the gradebook.
 
-    python grade.py submissions/                    # -> graded/grades.csv, graded/summary.md, graded/histogram.png
+    python grade.py submissions/                    # -> graded/grades.csv, scores.csv, summary.md, histogram.png
     python grade.py submissions/ --out grades-pa1 --gradescope    # + grades-pa1/gradescope/<student>/results.json
     python grade.py submissions/ --timeout 60 --memory-mb 1024    # tighter limits per file
     python grade.py submissions/ --original ~/pa1/original        # where the original report's two pickles are
@@ -26,9 +26,13 @@ from common.data import load_mnist
 from common.errors import UsageError
 from common.io import check_writable
 from common.original import FILES as ORIGINAL_FILES
+from grading.gradebook import plural
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_ORIGINAL = ROOT.parent / "shared" / "original"  # ../shared/original beside the repository
+# Where the original report's two pickles are looked for without --original, in this order: ../shared/original
+# beside the repository, then data/original, where `python reproduce.py --original` downloads them.
+ORIGINAL_FOLDERS = (ROOT.parent / "shared" / "original", ROOT / "data" / "original")
+HOW_TO_GET_ORIGINAL = "python reproduce.py --original fetches them into data/original"
 TRAIN_IMAGES = 500  # training images that settle a layout the shapes leave open
 
 
@@ -46,9 +50,10 @@ def build_parser():
                    help="seconds one file may take to read and evaluate (default: %(default)s)")
     p.add_argument("--memory-mb", type=positive_int, default=2048,
                    help="memory one file may take, in MiB, beyond what a worker holds (default: %(default)s)")
-    p.add_argument("--original", default=str(DEFAULT_ORIGINAL),
+    p.add_argument("--original", default=None,
                    help="folder holding the original report's nn_pure_python-model.pkl and cnn_pure_python-model.pkl, "
-                        "checked for copies (default: ../shared/original beside the repository)")
+                        "checked for copies (default: ../shared/original beside the repository, else data/original, "
+                        "where `python reproduce.py --original` downloads them)")
     p.add_argument("--reference", default=str(ROOT / "reference"),
                    help="folder of the kit's reference checkpoints, checked for copies (default: reference/)")
     p.add_argument("--figures", default=str(ROOT / "figures"),
@@ -73,31 +78,53 @@ def check_folders(args):
     return submissions, out
 
 
-def reference_files(args):
-    """[(name shown in the notes, path)] of the kit's reference checkpoints and the original's two pickles, and
-    a line saying what was found."""
-    reference, original = Path(args.reference), Path(args.original)
+ORIGINAL_PICKLES = [name for name in ORIGINAL_FILES if name.endswith("-model.pkl")]
+
+
+def original_folder(given, candidates=ORIGINAL_FOLDERS):
+    """The folder to take the original's pickles from: ``given`` (--original) as it is; without it, the first of
+    ``candidates`` that holds both, else the first candidate (where they are then said to be missing)."""
+    if given is not None:
+        return Path(given)
+    for folder in candidates:
+        if all((Path(folder) / name).is_file() for name in ORIGINAL_PICKLES):
+            return Path(folder)
+    return Path(candidates[0])
+
+
+def reference_files(args, candidates=ORIGINAL_FOLDERS):
+    """([(name shown in the notes, path)] of the kit's reference checkpoints and the original's two pickles,
+    a line saying what was found, and a warning when the original's weights were not all found, else None)."""
+    reference = Path(args.reference)
+    original = original_folder(args.original, candidates)
     found = [(f"the kit's reference/{p.name}", p) for p in sorted(reference.glob("*"))
              if p.suffix in (".npz", ".pt")] if reference.is_dir() else []
-    pickles = [original / name for name in ORIGINAL_FILES if name.endswith("-model.pkl")]
+    pickles = [original / name for name in ORIGINAL_PICKLES]
     present = [p for p in pickles if p.is_file()]
     found += [(f"the original report's {p.name}", p) for p in present]
-    line = (f"Checked for copies of {len(found) - len(present)} reference checkpoint(s) in {reference} and "
-            f"the original's {len(present)} pickle(s) in {original}.")
+    n_reference = len(found) - len(present)
+    line = (f"Checked for copies of {plural(n_reference, 'reference checkpoint')} in {reference} and "
+            f"the original's {plural(len(present), 'pickle')} in {original}.")
+    warning = None
     if len(present) < len(pickles):
-        line += f" The original's weights were not all found in {original} (--original): not checked against those."
-    return found, line
+        where = (str(original) if args.original is not None
+                 else " or ".join(str(folder) for folder in candidates))
+        missing = ", ".join(p.name for p in pickles if not p.is_file())
+        warning = (f"NOT checked against the original report's weights: {missing} not found in {where} "
+                   f"({HOW_TO_GET_ORIGINAL}, or give --original DIR); a copy of them is graded as a student's own")
+    return found, line, warning
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     submissions_dir, out = check_folders(args)
-    from grading.gradebook import add_z_scores, find_submissions, flag_duplicates, seed_accuracies, write_outputs
+    from grading.gradebook import (add_z_scores, counts, find_submissions, flag_duplicates, seed_accuracies,
+                                   write_outputs)
 
     submissions = find_submissions(submissions_dir)
-    references, references_line = reference_files(args)
-    if "not all found" in references_line:
-        print(f"grade.py: note: {references_line.split(' The ')[1]}", flush=True)
+    references, references_line, original_warning = reference_files(args)
+    if original_warning:
+        print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     data = load_data(args.data_dir)
     tasks = [{"path": str(path), "purpose": "grade", "submission": name,
@@ -105,9 +132,9 @@ def main(argv=None):
              for name, files in submissions for path in files]
     tasks += [{"path": str(path), "purpose": "reference", "name": shown} for shown, path in references]
     n_files = sum(task["purpose"] == "grade" for task in tasks)
-    print(f"grade.py: {len(submissions)} submissions, {n_files} model files in {submissions_dir}; "
-          f"{args.processes} worker(s), each file limited to {args.timeout:g} s and {args.memory_mb} MiB",
-          flush=True)
+    print(f"grade.py: {plural(len(submissions), 'submission')}, {plural(n_files, 'model file')} in "
+          f"{submissions_dir}; {plural(args.processes, 'worker')}, each file limited to {args.timeout:g} s and "
+          f"{args.memory_mb} MiB", flush=True)
     results = run_tasks(tasks, data, args)
     rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
     rows += [{"submission": name, "file": "", "status": "no model", "notes": [
@@ -120,12 +147,12 @@ def main(argv=None):
     seeds = seed_accuracies(Path(args.figures))
     add_z_scores(rows, seeds)
     command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope)
-    from grading.gradebook import counts
-
-    print(f"grade.py: {len(rows)} rows ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
-          f"written: {', '.join(map(str, written))}" + (f" and {out / 'gradescope'}/" if args.gradescope else ""),
-          flush=True)
+    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning)
+    print(f"grade.py: {plural(len(rows), 'row')} ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
+          f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
+          + (f" and {out / 'gradescope'}/" if args.gradescope else "")
+          + f"; one score per submission: {out / 'scores.csv'}"
+          + (f"; {original_warning}" if original_warning else ""), flush=True)
 
 
 EMPTY = {"model": "", "architecture": None, "test_acc": None, "test_loss": None, "evaluated_with": "",

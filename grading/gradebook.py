@@ -1,5 +1,5 @@
 """The class's gradebook: which files to grade, copies among them, z-scores against the kit's seeds, and the
-files an instructor takes away (grades.csv, summary.md, histogram.png, Gradescope results.json).
+files an instructor takes away (grades.csv, scores.csv, summary.md, histogram.png, Gradescope results.json).
 
     submissions = find_submissions(Path("export"))   # [(submission, [model files])], sorted by name
     rows = [...]                                      # one dict per file (grading.grader's result + names)
@@ -23,9 +23,17 @@ from grading.loaders import SUFFIXES
 COLUMNS = ("submission", "file", "model", "test_acc", "test_loss", "status", "note", "z_score", "evaluated_with",
            "format", "sha256")
 STATUSES = ("graded", "flagged", "refused", "unreadable", "no model")
+SCORE_COLUMNS = ("submission", "score", "file", "model", "status", "note")
+# A submission with nothing graded takes the status of its worst file, in this order (worst first).
+WORST_FIRST = ("refused", "unreadable", "no model")
 MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 # Weights equal within these tolerances (float16 rounding included) are the same weights.
 SAME_WEIGHTS = {"rtol": 1e-3, "atol": 1e-6}
+
+
+def plural(n, word):
+    """"1 submission", "2 submissions"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def mean_std(values):
@@ -141,16 +149,59 @@ def cell(row, column):
     return str(value)
 
 
+def best_rows(rows):
+    """{submission: the row that gives its score, or None}: the graded or flagged file with the best test
+    accuracy (at equal accuracy a graded file before a flagged one, then the first by name). scores.csv and
+    Gradescope's results.json both take their score from it."""
+    best = {}
+    for row in rows:
+        best.setdefault(row["submission"], None)
+        if row["test_acc"] is None or row["status"] not in ("graded", "flagged"):
+            continue
+        current = best[row["submission"]]
+        if current is None or (row["test_acc"], row["status"] == "graded") > (current["test_acc"],
+                                                                                current["status"] == "graded"):
+            best[row["submission"]] = row
+    return best
+
+
+def scores_text(rows):
+    """scores.csv: one row per submission, the score to paste into a gradebook (see :func:`best_rows`)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SCORE_COLUMNS)
+    by_submission = {}
+    for row in rows:
+        by_submission.setdefault(row["submission"], []).append(row)
+    for submission, best in best_rows(rows).items():
+        files = by_submission[submission]
+        others = f"best of {len(files)} files (grades.csv has each)" if len(files) > 1 else ""
+        if best is not None:
+            notes = [*(best["notes"] if best["status"] == "flagged" else []), *([others] if others else [])]
+            writer.writerow([submission, f"{best['test_acc']:.2f}", best["file"], best["model"], best["status"],
+                             "; ".join(notes)])
+        else:
+            worst = min(files, key=lambda row: WORST_FIRST.index(row["status"]))
+            note = "; ".join(worst["notes"])
+            writer.writerow([submission, "", worst["file"], worst["model"], worst["status"],
+                             f"{worst['file']}: {note}" if worst["file"] and len(files) > 1 else note])
+    return out.getvalue()
+
+
 def counts(rows):
     """"3 graded, 1 flagged, 1 refused": how many rows have each status."""
     found = [(status, sum(row["status"] == status for row in rows)) for status in STATUSES]
     return ", ".join(f"{n} {status}" for status, n in found if n) or "no files"
 
 
-def summary_markdown(rows, seeds, command, references_line, histogram_name):
-    """summary.md: the scores per model against the kit's seeds, each submission's z-score, what needs a look."""
+def summary_markdown(rows, seeds, command, references_line, histogram_name, warning=None):
+    """summary.md: the scores per model against the kit's seeds, each submission's z-score, what needs a look;
+    ``warning`` (the original's weights not checked) right under the title."""
     evaluated = [row for row in rows if row["test_acc"] is not None]
-    lines = [f"# Grades of {len({row['submission'] for row in rows})} submissions", "",
+    lines = [f"# Grades of {plural(len({row['submission'] for row in rows}), 'submission')}", "",
+             *([f"**Warning: {warning}.**", ""] if warning else []),
+             f"One score per submission (the best of its graded or flagged files) in `scores.csv`; every file "
+             f"in `grades.csv`.", "",
              f"Written by `{command}` on {datetime.date.today().isoformat()}: {len(rows)} rows, {counts(rows)}. "
              f"Test accuracy on the 10,000 MNIST test images, in %; z = (accuracy − the kit's seeds' mean) / "
              f"their standard deviation, for the same model.", "", references_line, "",
@@ -188,60 +239,100 @@ def md(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def plot_histogram(path, rows, seeds):
-    """One panel per model present: the submissions' test accuracies, the kit's seeds' mean ± sd over them."""
+SEED_BAND_MIN_WIDTH = 0.02  # the seeds' band is drawn at least this fraction of the x axis wide
+
+
+def histogram_figure(rows, seeds):
+    """One panel per model present: the submissions' test accuracies (files counted in whole numbers), and the
+    kit's seeds as a red band (mean ± sd, drawn at least 2% of the axis wide, so that it shows) with
+    its mean as a line, labelled with the numbers; one legend, outside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    from common.plots import STYLE, save
+    from common.plots import STYLE
 
     models = [m for m in MODELS if any(row["model"] == m and row["test_acc"] is not None for row in rows)]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.4), squeeze=False)
+        handles, widened = {}, False
         for ax, model in zip(axes[0], models):
             scores = [row["test_acc"] for row in rows if row["model"] == model and row["test_acc"] is not None]
-            ax.hist(scores, bins=min(30, max(5, len(scores))), color="tab:blue", alpha=0.8, label="submissions")
+            *_, bars = ax.hist(scores, bins=min(30, max(5, len(scores))), color="tab:blue", alpha=0.8,
+                               edgecolor="white")
+            handles.setdefault("submitted files", bars[0])
             kit = seeds.get(model, [])
             if kit:
                 mean, std = mean_std(kit)
-                ax.axvline(mean, color="tab:red", label=f"kit seeds ({len(kit)}): mean")
-                if std > 0:
-                    ax.axvspan(mean - std, mean + std, color="tab:red", alpha=0.15, label="± 1 sd")
-            ax.set_title(f"{model}: {len(scores)} file(s)")
+                low, high = min(scores + kit), max(scores + kit)
+                ax.set_xlim(low - 0.05 * max(high - low, 1.0), high + 0.05 * max(high - low, 1.0))
+                width = max(2 * std, SEED_BAND_MIN_WIDTH * (ax.get_xlim()[1] - ax.get_xlim()[0]))
+                widened = widened or width > 2 * std
+                band = ax.axvspan(mean - width / 2, mean + width / 2, color="tab:red", alpha=0.3, zorder=0)
+                line = ax.axvline(mean, color="tab:red", linewidth=1.2)
+                handles.setdefault("band", band)
+                handles.setdefault("the kit's seeds: mean", line)
+                spread = f" ± {std:.2f}" if len(kit) > 1 else ""
+                left = mean > sum(ax.get_xlim()) / 2  # the label on the side with more room
+                ax.annotate(f"kit: {mean:.2f}{spread}\n({plural(len(kit), 'seed')})", xy=(mean, 1),
+                            xycoords=("data", "axes fraction"), xytext=(-4 if left else 4, -4),
+                            textcoords="offset points", ha="right" if left else "left", va="top", fontsize=8,
+                            color="tab:red")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the seeds' label above the bars
+            ax.set_title(f"{model}: {plural(len(scores), 'file')}")
             ax.set_xlabel("test accuracy (%)")
             ax.set_ylabel("files")
-            ax.legend(fontsize=8)
-        save(fig, path)
+        if "band" in handles:
+            handles = {("the kit's seeds: mean ± 1 sd" + ("\n(drawn at least 2% of the axis wide)" if widened else "")
+                        if label == "band" else label): handle for label, handle in handles.items()}
+        fig.tight_layout()
+        fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8,
+                   frameon=False)
+    return fig
+
+
+def plot_histogram(path, rows, seeds):
+    """histogram.png: :func:`histogram_figure`, saved."""
+    from common.plots import save
+
+    save(histogram_figure(rows, seeds), path)
 
 
 def gradescope_results(rows):
-    """{submission: Gradescope results.json}: score = the best test accuracy among its graded files (0 if none),
-    out of 100; one test per file, its status and note as output."""
+    """{submission: Gradescope results.json}: score = scores.csv's, the best test accuracy among its graded or
+    flagged files (0 if none; :func:`best_rows`), out of 100; one test per file, its status and note as output."""
     results = {}
+    best = best_rows(rows)
     for row in rows:
         entry = results.setdefault(row["submission"], {"score": 0.0, "max_score": 100.0, "tests": []})
-        if row["test_acc"] is not None and row["status"] in ("graded", "flagged"):
-            entry["score"] = max(entry["score"], round(row["test_acc"], 2))
         accuracy = "" if row["test_acc"] is None else f"test accuracy {row['test_acc']:.2f}%; "
         entry["tests"].append({"name": row["file"] or "(no model file)",
                                "status": "passed" if row["status"] == "graded" else "failed",
                                "output": f"{accuracy}{row['status']}" + (f": {'; '.join(row['notes'])}"
                                                                          if row["notes"] else "")})
-    for entry in results.values():
-        entry["output"] = f"Best test accuracy of the submitted models: {entry['score']:.2f}%."
+    for submission, entry in results.items():
+        chosen = best[submission]
+        if chosen is None:
+            entry["output"] = "No submitted model was graded: 0%."
+        else:
+            entry["score"] = round(chosen["test_acc"], 2)
+            entry["output"] = (f"Best test accuracy of the submitted models: {entry['score']:.2f}% "
+                               f"({chosen['file']}, {chosen['status']}).")
     return results
 
 
-def write_outputs(out_dir, rows, seeds, command, references_line, gradescope):
-    """grades.csv, summary.md, histogram.png (when something was evaluated) and, with ``gradescope``,
-    gradescope/<submission>/results.json: all switched into place as one set."""
+def write_outputs(out_dir, rows, seeds, command, references_line, gradescope, warning=None):
+    """grades.csv, scores.csv, summary.md (``warning`` at its top), histogram.png (when something was evaluated)
+    and, with ``gradescope``, gradescope/<submission>/results.json: all switched into place as one set."""
     with OutputSet() as outputs:
-        outputs_written = [out_dir / "grades.csv", out_dir / "summary.md"]
+        outputs_written = [out_dir / "grades.csv", out_dir / "scores.csv", out_dir / "summary.md"]
         outputs.path(out_dir / "grades.csv").write_text(csv_text(rows), encoding="utf-8")
+        outputs.path(out_dir / "scores.csv").write_text(scores_text(rows), encoding="utf-8")
         outputs.path(out_dir / "summary.md").write_text(
-            summary_markdown(rows, seeds, command, references_line, "histogram.png"), encoding="utf-8")
+            summary_markdown(rows, seeds, command, references_line, "histogram.png", warning), encoding="utf-8")
         if any(row["test_acc"] is not None for row in rows):
             plot_histogram(outputs.path(out_dir / "histogram.png"), rows, seeds)
             outputs_written.append(out_dir / "histogram.png")

@@ -95,11 +95,9 @@ def evaluate(found, contents, purpose, data, result):
     result["notes"] += [*found.guesses, *([layout_note] if layout_note else []), *found.notes]
     if unused:
         result["notes"].append("not weights: " + shortened(unused))
-    kept = [f"{name} {text}" for name, text in contents.notes.items() if name != "losses"]
+    kept = [f"{name} {text}" for name, text in contents.notes.items()]
     if kept:
         result["notes"].append("kept as notes: " + shortened(kept))
-    if "losses" in contents.notes:
-        result["notes"].append("no losses saved: nothing to plot")
 
 
 def signature(params):

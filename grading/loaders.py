@@ -79,10 +79,8 @@ def read_model_file(path):
     if kind is None:
         raise FileVerdict("unreadable", "not a pickle, .npz, .npy or PyTorch file (its first bytes are none "
                                         "of theirs)")
-    contents = {"pickle": read_pickle, "npz": read_npz, "npy": read_npy, "torch": read_torch}[kind](path)
-    if not any("loss" in name.lower() for name in [*contents.notes, *(n for n, _ in contents.entries)]):
-        contents.notes["losses"] = "none saved: nothing to plot"
-    return contents
+    # No "no losses saved" note: grade.py draws no per-file plots (--eval-only, which does, says it itself).
+    return {"pickle": read_pickle, "npz": read_npz, "npy": read_npy, "torch": read_torch}[kind](path)
 
 
 # --- pickles ------------------------------------------------------------------------------------------------

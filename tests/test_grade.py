@@ -94,7 +94,7 @@ def test_every_pickle_protocol_of_plain_arrays_is_read_and_extras_become_notes(t
     assert [name for name, _ in contents.entries] == ORIGINAL_NAMES
     np.testing.assert_array_equal(contents.entries[0][1], params[0])
     assert contents.notes["epochs"] == "20" and contents.notes["train_accs"] == "2 numbers"
-    assert "losses" not in contents.notes  # they were saved
+    assert contents.notes["train_losses"] == "2 numbers"
     # the --eval-only path (common/original.py) admits it too, keeping the extras as notes
     notes = {}
     arrays = original.load_pickle(path, notes)
@@ -232,7 +232,8 @@ def test_a_file_is_graded_on_the_data_it_is_given_and_a_cnn_layout_is_chosen_on_
     result = grade_file({"path": str(path), "purpose": "grade"}, data)
     assert result["status"] == "flagged" and result["model"] == "cnn_numpy" and result["test_acc"] == 100.0
     assert "layout chosen on 60 training images: flatten channels-last (100.0%" in "; ".join(result["notes"])
-    assert "no losses saved: nothing to plot" in result["notes"]
+    # grade.py draws no per-file plots: no file's note says there is nothing to plot (only --eval-only does)
+    assert not any("plot" in note for note in result["notes"])
 
 
 # --- the worker pool: one bad file costs one row ---------------------------------------------------------------
@@ -291,6 +292,67 @@ def test_z_scores_come_from_the_seeds_metrics_json_read_now(tmp_path):
     assert rows[0]["z_score"] == pytest.approx(1.0) and rows[1]["z_score"] is None
 
 
+def test_scores_csv_gives_each_submission_its_best_graded_or_flagged_file_as_gradescope_does():
+    rows = [row("ann", "a.pkl", "1", None, acc=97.0), row("ann", "b.pkl", "2", None, acc=98.5, status="flagged"),
+            row("ann", "c.pkl", "3", None, acc=None, status="refused"),
+            row("ben", "m.npz", "4", None, acc=96.0, model="cnn_numpy"),
+            row("ben", "n.npz", "5", None, acc=96.0, model="cnn_numpy", status="flagged"),
+            row("cat", "x.pkl", None, None, acc=None, status="no model"),
+            row("cat", "y.pkl", None, None, acc=None, status="refused"),
+            row("cat", "z.pkl", None, None, acc=None, status="unreadable"),
+            row("dan", "", None, None, acc=None, model="", status="no model")]
+    rows[1]["notes"] = ["duplicate of ben/m.npz (same weights)"]
+    rows[6]["notes"] = ["it contains posix.system, not only arrays"]
+    rows[8]["notes"] = ["no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"]
+    scores = {r["submission"]: r for r in csv.DictReader(gradebook.scores_text(rows).splitlines())}
+    assert list(scores) == ["ann", "ben", "cat", "dan"]
+    assert list(scores["ann"]) == ["submission", "score", "file", "model", "status", "note"]
+    assert (scores["ann"]["score"], scores["ann"]["file"], scores["ann"]["status"]) == ("98.50", "b.pkl", "flagged")
+    assert scores["ann"]["note"].startswith("duplicate of ben/m.npz (same weights); best of 3 files")
+    # at equal accuracy the graded file, not the flagged one
+    assert (scores["ben"]["score"], scores["ben"]["file"], scores["ben"]["model"], scores["ben"]["status"]) == (
+        "96.00", "m.npz", "cnn_numpy", "graded")
+    # nothing graded: the worst reason, with its note
+    assert (scores["cat"]["score"], scores["cat"]["status"]) == ("", "refused")
+    assert scores["cat"]["note"] == "y.pkl: it contains posix.system, not only arrays"
+    assert (scores["dan"]["score"], scores["dan"]["status"]) == ("", "no model") and "no .pkl" in scores["dan"]["note"]
+    # Gradescope's score is the same file's
+    results = gradebook.gradescope_results(rows)
+    for submission, line in scores.items():
+        assert results[submission]["score"] == (float(line["score"]) if line["score"] else 0.0)
+    assert "(b.pkl, flagged)" in results["ann"]["output"] and "(m.npz, graded)" in results["ben"]["output"]
+
+
+def test_the_histogram_counts_files_in_whole_numbers_its_legend_covers_no_panel_and_shows_the_seeds():
+    rows = [row(f"s{i}", "m.pkl", str(i), None, acc=acc) for i, acc in enumerate([11.0, 97.9, 98.1, 98.2, 98.3])]
+    rows.append(row("t", "m.pt", "t", None, acc=98.0, model="nn_torch"))
+    seeds = {"nn_numpy": [98.1, 98.2, 98.3], "nn_torch": [98.0, 98.2]}
+    fig = gradebook.histogram_figure(rows, seeds)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    assert len(axes) == 2
+    for ax in axes:
+        ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    legend = fig.legends[0] if fig.legends else axes[0].get_legend()
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in axes)
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert any("kit's seeds" in label and "sd" in label for label in labels), labels
+    # the seeds' band on nn_numpy (sd 0.1 on an axis of ~90 points) is drawn wide enough to see, and labelled
+    from matplotlib.colors import to_rgb
+
+    ax = axes[0]
+    band = [patch for patch in ax.patches if np.allclose(patch.get_facecolor()[:3], to_rgb("tab:red"))]
+    width = max(b.get_window_extent(renderer).width for b in band) if band else 0
+    assert width >= 0.015 * ax.get_window_extent(renderer).width
+    assert any("98.20" in text.get_text() for text in ax.texts)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 # --- the command, end to end --------------------------------------------------------------------------------------
 
 def test_a_missing_folder_or_an_output_inside_the_submissions_is_one_line_and_exit_2(tmp_path):
@@ -307,6 +369,79 @@ def test_no_mnist_is_one_line_and_exit_1(tmp_path):
     result = run_script(ROOT / "grade.py", tmp_path / "class", "--out", tmp_path / "out", cwd=tmp_path,
                         env={"MNIST_DIR": None, "MNIST_MIRROR": str(tmp_path / "no-mirror")})
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "MNIST_MIRROR" in result.stderr
+
+
+def test_without_original_the_shared_folder_then_data_original_is_searched(tmp_path):
+    """A fresh clone has no ../shared/original: the pickles that `reproduce.py --original` put in data/original
+    are found there, and where neither has them the warning says how to get them."""
+    import argparse
+
+    import grade
+
+    shared, data = tmp_path / "shared" / "original", tmp_path / "data" / "original"
+    assert grade.ORIGINAL_FOLDERS[1] == ROOT / "data" / "original"
+    assert grade.original_folder(None, (shared, data)) == shared  # neither: the first, said missing
+    for name in ("nn_pure_python-model.pkl", "cnn_pure_python-model.pkl"):
+        write(data / name, b"x")
+    assert grade.original_folder(None, (shared, data)) == data
+    assert grade.original_folder(str(tmp_path / "mine"), (shared, data)) == tmp_path / "mine"
+    args = argparse.Namespace(reference=str(tmp_path / "no-reference"), original=None)
+    found, line, warning = grade.reference_files(args, (shared, data))
+    assert warning is None and sorted(name for name, _ in found) == [
+        "the original report's cnn_pure_python-model.pkl", "the original report's nn_pure_python-model.pkl"]
+    assert "the original's 2 pickles in" in line and str(data) in line
+    found, line, warning = grade.reference_files(args, (shared, tmp_path / "empty"))
+    assert found == [] and "python reproduce.py --original fetches them into data/original" in warning
+    assert str(shared) in warning and str(tmp_path / "empty") in warning
+
+
+@pytest.fixture(scope="module")
+def one_student(tmp_path_factory, mnist_dir):
+    """grade.py run on one student's folder holding one model file, the original's weights nowhere found."""
+    tmp = tmp_path_factory.mktemp("one_student")
+    write(tmp / "ann" / "model.pkl", pickle.dumps(named(mlp_params(7), ORIGINAL_NAMES)))
+    result = run_script(ROOT / "grade.py", tmp / "ann", "--out", tmp / "graded", "--original", tmp / "no-original",
+                        "--processes", "1", "--quiet", env={"MNIST_DIR": str(mnist_dir)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return tmp / "graded", result
+
+
+def test_one_students_folder_is_one_submission_one_model_file_one_row(one_student):
+    _, result = one_student
+    first, last = result.stdout.strip().splitlines()[0], result.stdout.strip().splitlines()[-1]
+    assert "1 submission, 1 model file in" in first and "; 1 worker, each file" in first
+    assert "grade.py: 1 row (1 graded)" in last
+
+
+def test_the_originals_weights_not_checked_is_said_atop_summary_md_and_in_the_last_line(one_student):
+    out, result = one_student
+    how = "python reproduce.py --original fetches them into data/original"
+    assert "NOT checked against the original report's weights" in result.stderr and how in result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert "NOT checked against the original report's weights" in last and how in last
+    top = (out / "summary.md").read_text().splitlines()[:4]
+    assert top[0] == "# Grades of 1 submission" and "NOT checked against the original report's weights" in top[2]
+    assert how in top[2]
+    grades = (out / "grades.csv").read_text()
+    assert "original" not in grades and grades.splitlines()[0] == ",".join(gradebook.COLUMNS)
+
+
+def test_no_note_says_there_is_nothing_to_plot(one_student):
+    out, _ = one_student
+    with open(out / "grades.csv", newline="") as f:
+        (line,) = csv.DictReader(f)
+    assert line["status"] == "graded" and "plot" not in line["note"]
+
+
+def test_scores_csv_is_written_and_named_in_the_last_line(one_student):
+    out, result = one_student
+    with open(out / "scores.csv", newline="") as f:
+        (line,) = csv.DictReader(f)
+    with open(out / "grades.csv", newline="") as f:
+        (graded,) = csv.DictReader(f)
+    assert line == {"submission": "model.pkl", "score": graded["test_acc"], "file": "model.pkl",
+                    "model": "nn_numpy", "status": "graded", "note": ""}
+    assert f"one score per submission: {out / 'scores.csv'}" in result.stdout.strip().splitlines()[-1]
 
 
 def make_class(folder, target):
@@ -371,7 +506,7 @@ def test_a_whole_class_is_graded_in_one_command(tmp_path, mnist_dir):
     assert keras["test_acc"] == "98.17" and keras["status"] == "flagged"
     assert "flatten channels-last" in keras["note"] and "cnn_pure_python-model.pkl (same weights)" in keras["note"]
     assert status["p5", "model.pkl"] == "graded" and "epochs 20" in rows["p5", "model.pkl"]["note"]
-    assert "no losses saved: nothing to plot" in rows["p2", "weights.pickle"]["note"]
+    assert not any("nothing to plot" in r["note"] for r in rows.values())
     assert rows["torch_bare", "model.pth"]["model"] == "nn_torch"
     assert rows["torch_as_pkl", "checkpoint.pkl"]["evaluated_with"] == "PyTorch float32"
     assert status["copycat", "model.pkl"] == "flagged" and "p2/weights.pickle (identical file)" in rows[
@@ -389,3 +524,15 @@ def test_a_whole_class_is_graded_in_one_command(tmp_path, mnist_dir):
     assert (tmp_path / "graded" / "histogram.png").stat().st_size > 1000
     results = __import__("json").loads((tmp_path / "graded" / "gradescope" / "orig_mlp" / "results.json").read_text())
     assert results["score"] == 97.94 and results["tests"][0]["name"] == "model.pkl"
+    # scores.csv: one row per submission, the score Gradescope gives it
+    with open(tmp_path / "graded" / "scores.csv", newline="") as f:
+        scores = {r["submission"]: r for r in csv.DictReader(f)}
+    assert set(scores) == {key[0] for key in rows}
+    assert (scores["orig_mlp"]["score"], scores["orig_mlp"]["status"]) == ("97.94", "flagged")
+    assert (scores["keras_style"]["file"], scores["keras_style"]["model"]) == ("cnn.pkl", "cnn_numpy")
+    assert (scores["p5"]["status"], scores["evil"]["status"], scores["evil"]["score"]) == ("graded", "refused", "")
+    assert scores["truncated"]["status"] == "unreadable" and "truncated" in scores["truncated"]["note"]
+    for submission, line in scores.items():
+        results = __import__("json").loads((tmp_path / "graded" / "gradescope" / submission / "results.json")
+                                           .read_text())
+        assert results["score"] == (float(line["score"]) if line["score"] else 0.0), submission
