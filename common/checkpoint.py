@@ -115,7 +115,7 @@ def save_npz(path, state, record, iteration_losses):
     """state: name -> ndarray; record: JSON-able dict; iteration_losses: 1-D float array."""
     arrays = {f"state/{name}": value for name, value in state.items()}
     arrays["record"] = np.array(strict_json(record))
-    arrays["iteration_losses"] = np.asarray(iteration_losses, dtype=np.float32)
+    arrays["iteration_losses"] = np.asarray(iteration_losses, dtype=np.float64)  # a float64 run's may pass 3e38
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no ".npz" to its name
         np.savez(f, **arrays)
 
