@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 import reproduce
+from common.reuse import machine_id
 from conftest import ROOT, run_script
 
 
@@ -284,11 +285,14 @@ def test_a_run_recorded_before_code_digests_is_reused_once_its_first_epoch_match
     write_run(path)
     record, why = runs.check("nn_numpy", 1)
     assert record is not None and why == "its first epoch matched bit for bit"
-    assert runs.checked == [("nn_numpy", 1, None)] and json.loads(path.read_text())["code_verified"] == ["sha256:now"]
+    assert runs.checked == [("nn_numpy", 1, None)] and json.loads(path.read_text())["code_verified"] == \
+        [f"sha256:now@{machine_id()}"]                           # this code, on this machine
     printed = capsys.readouterr().out
-    assert "[nn_numpy seed 1] verified by its first epoch: reused (recorded before code digests" in printed
+    assert "[nn_numpy seed 1] verified by its first epoch on this machine: reused (recorded before code " \
+        "digests" in printed
     record, why = runs.check("nn_numpy", 1)                      # the next call trusts it without a check
-    assert why == "same configuration and seed; its first epoch matched this code before" and len(runs.checked) == 1
+    assert why == "same configuration and seed; its first epoch matched this code on this machine before" \
+        and len(runs.checked) == 1
     assert "nn_numpy 1 in " in runs.summary()
 
 
@@ -307,11 +311,15 @@ def test_run_flags_and_the_findings_plan(tmp_path):
     args = argparse.Namespace(quick=True, out_dir=tmp_path, seeds=2)
     assert reproduce.run_flags("cnn_numpy", args) == reproduce.QUICK_FLAGS["cnn_numpy"]
     assert reproduce.run_flags("nn_numpy", args, "nn_numpy+momentum") == \
-        ["--lr", "0.01", "--momentum", "0.9", *reproduce.QUICK_BASE]
+        ["--lr", "0.01", "--momentum", "0.9", "--init", "pytorch", *reproduce.QUICK_BASE]
+    assert reproduce.run_flags("nn_numpy", args, "nn_numpy+earlier") == \
+        ["--shuffle", "epoch", "--init", "pytorch", "--dtype", "float32", *reproduce.QUICK_BASE]
     write_run(reproduce.findings_run_dir(tmp_path, "cnn_torch+sgd", 4) / "cnn_torch" / "metrics.json")
     plan = reproduce.findings_plan(args, ["nn_numpy"])
-    assert plan == [("nn_numpy+momentum", 0, True), ("nn_numpy+permuted", 0, True), ("nn_numpy+momentum", 1, True),
-                    ("nn_numpy+permuted", 1, True), ("cnn_torch+sgd", 4, False)]   # on disk: checked, not trained
+    groups = ["nn_numpy+momentum", "nn_numpy+epoch", "nn_numpy+pytorch-init", "nn_numpy+epoch+pytorch-init",
+              "nn_numpy+earlier", "nn_numpy+permuted"]
+    assert plan == [*((g, 0, True) for g in groups), *((g, 1, True) for g in groups),
+                    ("cnn_torch+sgd", 4, False)]   # on disk: checked, not trained
 
 
 def test_training_seconds_count_only_the_runs_trained_now():
@@ -347,7 +355,7 @@ def test_a_second_quick_run_trains_nothing_and_rewrites_the_same_numbers(quick):
     after = reproduce.parse_results_table(text)
     # which run trained them stays named
     assert text.startswith("# Results\n\nRewritten, every run reused from disk, by `python reproduce.py --quick")
-    assert "; the runs were trained by `python reproduce.py --quick` on " in text
+    assert f"; the runs were trained by `python reproduce.py --quick --out-dir {out}` on " in text
     numbers = ["Train Acc (%)", "Test Acc (%)", "Train Loss", "Test Loss"]
     assert [[row[c] for c in numbers] for row in after] == [[row[c] for c in numbers] for row in before]
 
