@@ -670,8 +670,9 @@ def plot_crossover(path, groups):
             ax.set_xlim(-0.5, len(FRAMEWORKS) - 0.5)
             ax.set(ylabel="test accuracy (%)", title=f"{ARCHITECTURES[arch]}: framework × recipe")
             ax.grid(True, axis="y", alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
+        # one legend above the panels, where no seed's dot can fall under it
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
         save(fig, path)
 
 
