@@ -7,9 +7,11 @@
 Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the
 scripts' own train_epoch functions, as the scripts run them (PyTorch on its default threads); the order
 alternates between rounds, and the fastest round of each counts, so a noisy neighbour on a shared machine hurts
-both sides alike. The NumPy CNN is timed on each of its paths: cnn_numpy.py's textbook layers (whole batches,
-one process; timed on --textbook-steps batches and scaled to the epoch), then fast_cnn/'s layers in one
-process, then as two halves in two processes, as cnn_numpy.py runs by default; "× textbook" is each path's
+both sides alike. The NumPy MLP is timed in float64 (nn_numpy.py's default, N(0, 0.1^2) weights) and in
+float32 (--dtype float32), each against nn_torch's SGD with momentum. The NumPy CNN is timed on each of its
+paths: cnn_numpy.py's textbook layers (whole batches, one process; timed on --textbook-steps batches and scaled
+to the epoch), then fast_cnn/'s layers in one process, then as two halves in two processes, as cnn_numpy.py
+runs by default; "× textbook" is each path's
 speed-up over the textbook one at that batch size. Each model's efficiency is its analytic training FLOPs per
 epoch / its epoch time / the float32 matrix-product throughput of this machine, measured in the same run
 (np.matmul of 2048x2048 matrices): how close it comes to the machine's own limit. Also timed: the naive
@@ -185,6 +187,8 @@ def run(args):
         build, 0.01, images, y_train, bs, n, stack, processes)
     trainers = {
         "mlp numpy": lambda bs, n, stack: numpy_trainer(nn_numpy.mlp, 0.1, x_train, y_train, bs, n, stack),
+        "mlp numpy, float64": lambda bs, n, stack: numpy_trainer(lambda rng: nn_numpy.mlp(rng, np.float64, "normal"),
+                                                                 0.1, x_train, y_train, bs, n, stack),
         "mlp torch": lambda bs, n, stack: torch_trainer(nn_torch.mlp, momentum, x_train, y_train, bs, n),
         "textbook": cnn_numpy_path(cnn_numpy.cnn, None),
         "fast, 1 process": cnn_numpy_path(fast_layers.cnn, 1),
@@ -196,7 +200,8 @@ def run(args):
     flops = {"MLP": training_flops_per_image(nn_numpy.mlp(np.random.default_rng(0)), (784,)) * len(x_train),
              "CNN": training_flops_per_image(fast_layers.cnn(np.random.default_rng(0)), (1, 28, 28)) * len(x_train)}
     fast = f"fast, {args.processes} process{'es' if args.processes > 1 else ''} (default)"
-    rows = [("MLP", 32, "mlp numpy", "mlp torch")]
+    rows = [("MLP, float64 (nn_numpy.py's default)", 32, "mlp numpy, float64", "mlp torch"),
+            ("MLP, float32 (--dtype float32)", 32, "mlp numpy", "mlp torch")]
     for batch_size in (16, 32):
         rows += [("CNN, textbook layers", batch_size, "textbook", "cnn torch"),
                  ("CNN, fast layers, 1 process", batch_size, "fast, 1 process", "cnn torch"),
