@@ -156,7 +156,7 @@ class Run:
         self.figures = not getattr(args, "no_figures", False)
         self.eval_train = getattr(args, "eval_train", "every")
         self.trained_seconds = None
-        self.ended_at = None  # set once, when the first record is written (finished_at)
+        self.ended_at = self.ended_seconds = None  # set once, when the first record is written (finished)
         # what trained the weights (common/reuse.py); --eval-only takes the checkpoint's instead
         self.code = script_digest(model)
         self.machine = machine_id()
@@ -263,14 +263,15 @@ class Run:
     # --- outputs ----------------------------------------------------------------------------------------
     def checkpoint_record(self):
         return {"format": FORMAT, "model": self.model, "framework": self.framework, "config": self.config,
-                "history": self.history, "seconds_total": self.elapsed(), "code": self.code,
-                "machine": self.machine, "finished_at": self.finished_at()}
+                "history": self.history, "seconds_total": self.finished()[1], "code": self.code,
+                "machine": self.machine, "finished_at": self.finished()[0]}
 
-    def finished_at(self):
-        """When training ended: one timestamp, the same in the checkpoint's record and in metrics.json."""
+    def finished(self):
+        """(when the run ended, its seconds): taken once, so the checkpoint's record and metrics.json agree
+        exactly, and --eval-only carries both over unchanged."""
         if self.ended_at is None:
-            self.ended_at = now()
-        return self.ended_at
+            self.ended_at, self.ended_seconds = now(), self.elapsed()
+        return self.ended_at, self.ended_seconds
 
     def elapsed(self):
         return time.perf_counter() - self.started
@@ -280,8 +281,8 @@ class Run:
                "history": self.history,
                # an interrupted run's last epoch may not have evaluated the training set: null then
                "final": {k: final.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
-               "confusion_matrix": confusion, "seconds_total": self.elapsed(), "versions": versions(),
-               "code": self.code, "machine": self.machine, "finished_at": self.finished_at()}
+               "confusion_matrix": confusion, "seconds_total": self.finished()[1], "versions": versions(),
+               "code": self.code, "machine": self.machine, "finished_at": self.finished()[0]}
         if self.eval_only:  # the run's time, code and date are the training's; this evaluation's are beside them
             out["seconds_total"], out["eval_seconds"] = self.trained_seconds, self.elapsed()
             out["finished_at"], out["evaluated_at"] = self.trained_at, now()
