@@ -122,11 +122,11 @@ def main(argv=None):
                                    write_outputs)
 
     submissions = find_submissions(submissions_dir)
+    started = time.perf_counter()
+    data = load_data(args.data_dir)  # first: without MNIST, its one line is all grade.py says
     references, references_line, original_warning = reference_files(args)
     if original_warning:
         print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    data = load_data(args.data_dir)
     tasks = [{"path": str(path), "purpose": "grade", "submission": name,
               "file": path.name if path.parent == submissions_dir else path.relative_to(submissions_dir / name).as_posix()}
              for name, files in submissions for path in files]
