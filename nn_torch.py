@@ -7,9 +7,11 @@
     python nn_torch.py --eval-only               # redraw figures/nn_torch/ from checkpoints/nn_torch.pt
                                                  # (or the committed reference/nn_torch.pt)
 
-The whole dataset lives on the device as one tensor; each epoch takes batches as slices of one random
-permutation, drawn with NumPy from --seed's data-order stream: every script given the same seed, batch size
-and training set sees exactly the same batches (common.cli.seed_everything). No DataLoader.
+The whole dataset lives on the device as one tensor; an epoch takes its batches as slices of a random
+permutation drawn with NumPy from --seed's data-order stream: one permutation kept for every epoch by default
+(--shuffle once, as the original's loader), or a new one each epoch (--shuffle epoch, what a DataLoader with
+shuffle=True does). Every script given the same seed, --shuffle, batch size and training set sees exactly the
+same batches (common.cli.seed_everything). No DataLoader.
 cnn_torch.py imports the device, training, evaluation and checkpoint helpers from here.
 """
 

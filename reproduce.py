@@ -173,6 +173,7 @@ FINDINGS_RUNS = {
     "nn_numpy+epoch": ("nn_numpy", ["--shuffle", "epoch"]),
     "nn_numpy+pytorch-init": ("nn_numpy", ["--init", "pytorch"]),
     "nn_numpy+epoch+pytorch-init": ("nn_numpy", ["--shuffle", "epoch", "--init", "pytorch"]),
+    "cnn_numpy+float64": ("cnn_numpy", ["--dtype", "float64"]),  # the original's CNN weights are float64
     **{f"{model}+earlier": (model, EARLIER[model]) for model in MODELS},
     **{f"{model}+permuted": (model, [*EARLIER[model], "--permute-pixels", str(PERMUTATION_SEED)]) for model in MODELS},
 }
@@ -267,7 +268,7 @@ class RunsOnDisk:
         decision = decide(record, self.wanted(model, group, seed) if record else {}, self.digest(model),
                           self.machine)
         if decision.action == VERIFY and not first_epoch:
-            return None, f"{decision.why} (reproduce.py --seeds {seed + 1} checks it by its first epoch)"
+            return None, f"{decision.why} (reproduce.py --seeds {seed + 1} --reuse checks it by its first epoch)"
         if decision.action == VERIFY:
             started = time.perf_counter()
             checked = verify(record, self.first_epoch(model, seed, group), self.digest(model))
@@ -633,9 +634,9 @@ def build_parser():
     p.add_argument("--models", default=",".join(MODELS),
                    help="comma-separated subset of " + ", ".join(MODELS) + " (default: all four)")
     p.add_argument("--seeds", type=positive_int, default=None,
-                   help="run every model with seeds 0..N-1 and report mean ± std; a run on disk with the same "
-                        "configuration, seed and code is reused, and other seeds on disk that still stand stay in "
-                        "the table (default: 1; 3 with --findings)")
+                   help="run every model with seeds 0..N-1 and report mean ± std (default: 1; 3 with "
+                        "--findings); seeds beyond N already on disk stay in the table when this machine trained "
+                        "or checked them with the same configuration and today's code")
     p.add_argument("--reuse", action="store_true",
                    help="reuse a run already on disk when its configuration and seed match and its first epoch, "
                         "trained again on this machine, matches bit for bit (unless this machine trained or "

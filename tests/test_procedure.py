@@ -77,7 +77,8 @@ def test_every_ablation_row_names_groups_the_reproduction_runs():
     for group, (order, init, arithmetic) in CELLS.items():
         flags = reproduce.FINDINGS_RUNS[group][1] if "+" in group else []
         assert (order == "every epoch") == ("epoch" in flags)
-        assert (arithmetic == "float32") == ("float32" in flags or group.split("+")[0] != "nn_numpy")
+        default = "float64" if group.split("+")[0] == "nn_numpy" else "float32"
+        assert arithmetic == (flags[flags.index("--dtype") + 1] if "--dtype" in flags else default), group
 
 
 @pytest.mark.parametrize("model", ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"])
