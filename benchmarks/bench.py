@@ -4,14 +4,13 @@
     python benchmarks/bench.py --steps 300       # time 300 batches per round instead of whole epochs
     python benchmarks/bench.py --threads 1 --processes 1   # NumPy's BLAS and PyTorch on one thread, one process
 
-Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the
-scripts' own train_epoch functions, as the scripts run them (PyTorch on its default threads); the order
-alternates between rounds, and the fastest round of each counts, so a noisy neighbour on a shared machine hurts
-both sides alike. The NumPy MLP is timed in float64 (nn_numpy.py's default, N(0, 0.1^2) weights) and in
-float32 (--dtype float32), each against nn_torch's SGD with momentum. The NumPy CNN is timed on each of its
-paths: cnn_numpy.py's textbook layers (whole batches, one process; timed on --textbook-steps batches and scaled
-to the epoch), then fast_cnn/'s layers in one process, then as two halves in two processes, as cnn_numpy.py
-runs by default; "× textbook" is each path's
+Each round trains one epoch (or --steps batches) of the NumPy model, then of the PyTorch one, through the scripts'
+own train_epoch functions, as the scripts run them (PyTorch on its default threads); the order alternates between
+rounds, and the fastest round of each counts, so a noisy neighbour on a shared machine hurts both sides alike. The
+NumPy MLP is timed in float64 (nn_numpy.py's default, N(0, 0.1^2) weights) and in float32 (--dtype float32), each
+against nn_torch's SGD with momentum. The NumPy CNN is timed on each of its paths: cnn_numpy.py's textbook layers
+(whole batches, one process; timed on --textbook-steps batches and scaled to the epoch), then fast_cnn/'s layers
+in one process, then as two halves in two processes, as cnn_numpy.py runs by default; "× textbook" is each path's
 speed-up over the textbook one at that batch size. Each model's efficiency is its analytic training FLOPs per
 epoch / its epoch time / the float32 matrix-product throughput of this machine, measured in the same run
 (np.matmul of 2048x2048 matrices): how close it comes to the machine's own limit. Also timed: the naive
