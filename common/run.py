@@ -54,9 +54,10 @@ class CtrlC:
 
     Both keep the last complete epoch (Run.keep_interrupted) and exit 130 (SIGINT) or 143 (SIGTERM). Python
     runs a signal handler between two bytecodes of whatever runs at that moment: a KeyboardInterrupt raised
-    inside a finalizer (say tqdm's ``__del__``, run when an epoch's bar is collected) is printed as "Exception
-    ignored" and dropped, and training would go on. While a :class:`Run` is entered, the handler also notes
-    the signal, and :meth:`check` (called at every step and epoch end) raises it again.
+    inside a finalizer (say tqdm's ``__del__``, run when an epoch's bar is collected) is dropped, and training
+    would go on. While a :class:`Run` is entered, the handler also notes the signal, and :meth:`check`
+    (called at every step and epoch end) raises it again; and Python's report of the dropped one ("Exception
+    ignored in ...", a traceback) is not printed, since the signal is not lost (:meth:`unraisable`).
     """
 
     SIGNALS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: SigTerm}
@@ -76,10 +77,22 @@ class CtrlC:
         for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
             if signal.getsignal(signum) is default:
                 self.previous[signum] = signal.signal(signum, self.handler)
+        if self.previous:
+            self.previous_unraisable = sys.unraisablehook
+            sys.unraisablehook = self.unraisable
+
+    def unraisable(self, unraisable):
+        """sys.unraisablehook while installed: the signal this handler raised inside a finalizer is kept in
+        ``came`` and raised again by :meth:`check`, so Python's "Exception ignored" report of it is left out;
+        anything else goes to the hook that was there before."""
+        if not (self.came and unraisable.exc_type is self.came):
+            self.previous_unraisable(unraisable)
 
     def restore(self):
         for signum, previous in self.previous.items():
             signal.signal(signum, previous)
+        if self.previous:
+            sys.unraisablehook = self.previous_unraisable
         self.previous = {}
 
     def check(self):
