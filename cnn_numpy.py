@@ -26,8 +26,7 @@ import sys
 
 import numpy as np
 
-import harness
-from common.cli import make_parser, parse_args, run_main
+from common.cli import add_dtype_flag, make_parser, parse_args, run_main
 from nn_numpy import Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, init_weights, make_optimizer, train_epoch
 
 # --- the layers as loops: read these first ------------------------------------------------------------------
@@ -218,7 +217,7 @@ def cnn(rng, dtype=np.float32, init="xavier"):
 def build_parser():
     p = make_parser("cnn_numpy", "Train the report's CNN on MNIST in pure NumPy.",
                     epochs=5, lr=0.01, batch_size=16, checkpoint_suffix=".npz", optimizer="sgd", init="xavier")
-    harness.add_dtype_flag(p, "float32")
+    add_dtype_flag(p, "float32")
     p.add_argument("--layers", choices=["textbook", "fast"], default="fast",
                    help="textbook: the Conv2d and MaxPool2d of this file, whole batches in one process; fast: "
                         "fast_cnn/, the same network laid out for speed, each batch as two halves (default: "
@@ -230,11 +229,13 @@ def build_parser():
 
 
 def main(argv=None):
+    from common import harness_numpy  # the run harness: epochs, evaluation, outputs (skip it at first)
+
     parser = build_parser()
     args = parse_args(parser, argv)
     if args.layers == "textbook" and args.processes is not None:
         parser.error("--processes applies to --layers fast only (the textbook layers run in one process)")
-    setup = harness.prepare(args, "cnn_numpy", image_shape=(1, 28, 28))
+    setup = harness_numpy.prepare(args, "cnn_numpy", image_shape=(1, 28, 28))
     if args.layers == "fast":
         import fast_cnn  # read it after this file
 
@@ -242,11 +243,13 @@ def main(argv=None):
     model = cnn(setup.init_rng, setup.dtype, args.init)
     x_train, y_train = setup.data[:2]
     epoch = functools.partial(train_epoch, model, SoftmaxCrossEntropy(), make_optimizer(model, args), x_train,
-                              y_train, args.batch_size)  # epoch(order, progress): harness.fit calls it
-    harness.train_or_evaluate(args, "cnn_numpy", model, epoch, setup, "the textbook layers of cnn_numpy.py, one "
-                              "process (--layers fast: fast_cnn/, the same numbers faster)", layers="textbook",
-                              architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
-                                           "maxpool2-linear(1568->10)")
+                              y_train, args.batch_size)  # epoch(order, progress): harness_numpy.fit calls it
+    harness_numpy.train_or_evaluate(args, "cnn_numpy", model, epoch, setup, "the textbook layers of cnn_numpy.py, "
+                                    "one process (--layers fast: fast_cnn/, the same network faster; their values "
+                                    "and gradients agree to rounding, relative error <= 1e-5 in float32)",
+                                    layers="textbook",
+                                    architecture="conv3x3(1->16,pad1)-ReLU-maxpool2-conv3x3(16->32,pad1)-ReLU-"
+                                                 "maxpool2-linear(1568->10)")
 
 
 if __name__ == "__main__":

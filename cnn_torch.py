@@ -9,19 +9,19 @@
 
 The report's network pools after ReLU; this one pools first: max-pooling and ReLU commute exactly
 (max(relu(x)) = relu(max(x)), and both send a window's gradient to the same element), so it is the same
-network, and ReLU sees 4x fewer elements. Device handling, the training loop, evaluation and checkpoints come
-from nn_torch.py, as cnn_numpy.py takes its layers and loop from nn_numpy.py.
+network, and ReLU sees 4x fewer elements. The training step comes from nn_torch.py, as cnn_numpy.py takes its
+layers and loop from nn_numpy.py; the device, the epochs, evaluation and checkpoints from common/harness_torch.py.
 """
 
+import functools
 import sys
 
 import torch
 from torch import nn
 
+from common import harness_torch
 from common.cli import make_parser, parse_args, run_main
-from common.run import Run, dump_config
-from nn_torch import (add_device_flag, initialise, make_optimizer, prepare, save_checkpoint, say_what_trains,
-                      train_or_evaluate)
+from nn_torch import train_epoch
 
 
 def cnn():
@@ -36,23 +36,21 @@ def cnn():
 def build_parser():
     p = make_parser("cnn_torch", "Train the report's CNN on MNIST with PyTorch.",
                     epochs=10, lr=0.001, batch_size=32, checkpoint_suffix=".pt", optimizer="adam", init="pytorch")
-    add_device_flag(p)
+    harness_torch.add_device_flag(p)
     return p
 
 
 def main(argv=None):
     args = parse_args(build_parser(), argv)
-    checkpoint, device, order_rng, data, labels, test_images = prepare(args, "cnn_torch", (1, 28, 28))
+    setup = harness_torch.prepare(args, "cnn_torch", (1, 28, 28))  # device, seeds, MNIST as device tensors
     # channels_last lets the CPU convolution kernels skip layout conversions: about 1.3x faster here.
-    model = initialise(cnn(), args.init).to(device, memory_format=torch.channels_last)
-    config = dump_config(args, device=str(device), dtype="float32", memory_format="channels_last",
-                         architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-ReLU-"
-                                      "linear(1568->10)")
-    say_what_trains("cnn_torch", args, device)
-    run = Run("cnn_torch", "torch", config, args, save_checkpoint)
-    train_or_evaluate(run, model, make_optimizer(model, args), data, labels, args, order_rng, test_images,
-                      checkpoint)
-
+    model = harness_torch.initialise(cnn(), args.init).to(setup.device, memory_format=torch.channels_last)
+    x_train, y_train = setup.data[:2]
+    epoch = functools.partial(train_epoch, model, nn.CrossEntropyLoss(), harness_torch.make_optimizer(model, args),
+                              x_train, y_train, args.batch_size)  # epoch(order, progress): harness_torch.fit calls it
+    harness_torch.train_or_evaluate(args, "cnn_torch", model, epoch, setup, memory_format="channels_last",
+                                    architecture="conv3x3(1->16,pad1)-maxpool2-ReLU-conv3x3(16->32,pad1)-maxpool2-"
+                                                 "ReLU-linear(1568->10)")
 
 if __name__ == "__main__":
     sys.exit(run_main(main, "cnn_torch.py"))

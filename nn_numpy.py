@@ -7,8 +7,8 @@
 
 Read it top to bottom: layers, loss, optimizers, one epoch of training (train_epoch), the network, main. Each
 layer has forward(x) and backward(dout) -> dx (dout = dL/d output, dx = dL/d input, L the batch's mean loss)
-and keeps its parameters and gradients as attributes (W, b, dW, db). harness.py runs the epochs, evaluation and
-outputs around train_epoch: skip it at first. By default the run follows the original's code: N(0, 0.1^2)
+and keeps its parameters and gradients as attributes (W, b, dW, db). common/harness_numpy.py runs the epochs,
+evaluation and outputs around train_epoch: skip it at first. By default the run follows the original's code: N(0, 0.1^2)
 weights, zero biases, float64, one data order kept for every epoch (--init, --dtype, --shuffle change them).
 """
 
@@ -18,9 +18,8 @@ import sys
 
 import numpy as np
 
-import harness
 from common.checkpoint import check_shapes
-from common.cli import make_parser, parse_args, run_main
+from common.cli import add_dtype_flag, make_parser, parse_args, run_main
 
 
 def init_weights(shape, fan_in, fan_out, init, rng, dtype):
@@ -233,8 +232,8 @@ def make_optimizer(model, args):
 
 def train_epoch(model, loss_fn, optimizer, images, labels, batch_size, order, progress):
     """One pass over the training set in ``order`` (a permutation of its indices), one optimizer step per batch:
-    forward, loss, backward (every layer's dW, db for this batch's mean loss), step. ``progress`` (harness.py)
-    only records each batch's loss and accuracy."""
+    forward, loss, backward (every layer's dW, db for this batch's mean loss), step. ``progress``
+    (common/harness_numpy.py) only records each batch's loss and accuracy."""
     for start in range(0, len(images), batch_size):
         batch = order[start:start + batch_size]
         x, y = images[batch], labels[batch]
@@ -256,18 +255,20 @@ def mlp(rng, dtype=np.float32, init="pytorch"):
 def build_parser():
     p = make_parser("nn_numpy", "Train the report's MLP on MNIST in pure NumPy.",
                     epochs=20, lr=0.1, batch_size=32, checkpoint_suffix=".npz", optimizer="sgd", init="normal")
-    return harness.add_dtype_flag(p, "float64", "the original's MLP multiplied float32 images by float64 weights")
+    return add_dtype_flag(p, "float64", "the original's MLP multiplied float32 images by float64 weights")
 
 
 def main(argv=None):
+    from common import harness_numpy  # the run harness: epochs, evaluation, outputs (skip it at first)
+
     args = parse_args(build_parser(), argv)
-    setup = harness.prepare(args, "nn_numpy")  # seeds, MNIST as (x_train, y_train, x_test, y_test), dtype
+    setup = harness_numpy.prepare(args, "nn_numpy")  # seeds, MNIST as (x_train, y_train, x_test, y_test), dtype
     model = mlp(setup.init_rng, setup.dtype, args.init)
     x_train, y_train = setup.data[:2]
     epoch = functools.partial(train_epoch, model, SoftmaxCrossEntropy(), make_optimizer(model, args), x_train,
-                              y_train, args.batch_size)  # epoch(order, progress): harness.fit calls it
-    harness.train_or_evaluate(args, "nn_numpy", model, epoch, setup, "the layers of nn_numpy.py, one process",
-                              architecture="784-128-ReLU-64-ReLU-10")
+                              y_train, args.batch_size)  # epoch(order, progress): harness_numpy.fit calls it
+    harness_numpy.train_or_evaluate(args, "nn_numpy", model, epoch, setup, "the layers of nn_numpy.py, one "
+                                    "process", architecture="784-128-ReLU-64-ReLU-10")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from common.data import load_splits  # noqa: E402
 from common.run import EpochProgress  # noqa: E402
 from fast_cnn import layers as fast_layers  # noqa: E402
 from fast_cnn.halves import Halves, default_processes  # noqa: E402
-from harness import one_blas_thread  # noqa: E402
+from common.harness_numpy import one_blas_thread  # noqa: E402
 
 
 def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=None, seed=0):
@@ -55,7 +55,7 @@ def numpy_trainer(build, lr, images, labels, batch_size, n, cleanup, processes=N
     model = build(rng)
     loss_fn, optimizer = nn_numpy.SoftmaxCrossEntropy(), nn_numpy.SGD(model, lr)
     images, labels = images[:n], labels[:n]
-    cleanup.enter_context(one_blas_thread())  # as harness.fit() does
+    cleanup.enter_context(one_blas_thread())  # as harness_numpy.fit() does
     halves = None if processes is None else cleanup.enter_context(Halves(model, images, labels, [], processes))
 
     def epoch():
@@ -78,7 +78,7 @@ def torch_trainer(build, make_optimizer, images, labels, batch_size, n, seed=0, 
 
     def epoch():
         progress = EpochProgress(1, 1, math.ceil(n / batch_size), quiet=True, lr=0)
-        nn_torch.train_epoch(model, loss_fn, optimizer, x, y, rng.permutation(n), batch_size, progress)
+        nn_torch.train_epoch(model, loss_fn, optimizer, x, y, batch_size, rng.permutation(n), progress)
     return epoch
 
 

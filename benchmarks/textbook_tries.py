@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnn_numpy import Conv2d, MaxPool2d  # noqa: E402
-from harness import one_blas_thread  # noqa: E402
+from common.harness_numpy import one_blas_thread  # noqa: E402
 
 
 def pool_kept(x, dout):

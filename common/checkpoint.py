@@ -18,6 +18,7 @@ import numpy as np
 
 from common.errors import UsageError, UserError
 from common.io import atomic_path, strict_json
+from common.models import MODELS
 
 FORMAT = 1
 
@@ -37,7 +38,6 @@ def require_file(path):
     return path
 
 
-MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 KINDS = {"npz": "a NumPy .npz checkpoint", "torch": "a PyTorch .pt checkpoint",
          "pickle": "an original-format .pkl checkpoint"}
 RECORD_MODEL = re.compile(rb'"model": "([a-z_]+)"')  # in the JSON record a torch checkpoint pickles as a string

@@ -294,6 +294,14 @@ def resolve_data_flags(args, record=None):
     return args
 
 
+def add_dtype_flag(parser, default, why=""):
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help=f"floating-point type of weights and activations (default: {default}"
+                             f"{': ' + why if why else ''}; with --eval-only, the checkpoint's)")
+    parser.set_defaults(dtype_default=default)
+    return parser
+
+
 def run_main(main, prog):
     """Call ``main()``; a UserError or Ctrl-C becomes one line on stderr and an exit code, no traceback."""
     try:

@@ -30,7 +30,7 @@ from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
 from common.errors import SigTerm, UsageError, UserError
 from common.io import OutputSet, check_writable, write_json
-from common.reuse import ROOT, code_digest, machine_id
+from common.provenance import ROOT, code_digest, machine_id
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
           "cnn_torch": "CNN, PyTorch"}

@@ -13,7 +13,7 @@ package only when --layers fast runs. What each trick buys is measured in benchm
 
 import functools
 
-import harness
+from common import harness_numpy
 from fast_cnn.halves import PIECE, Halves, default_processes
 from fast_cnn.layers import cnn
 from nn_numpy import make_optimizer
@@ -33,14 +33,14 @@ def train_epoch(halves, optimizer, batch_size, order, progress):
 
 def train_cnn(args, setup):
     """cnn_numpy.py --layers fast: the report's CNN built from layers.py (the same weights as cnn_numpy.cnn from
-    the same init_rng), trained (or evaluated) by harness.py with each batch's gradients and the logits computed
-    as two halves (Halves), then every output written. setup: harness.prepare's, images (N, 1, 28, 28)."""
+    the same init_rng), trained (or evaluated) by common/harness_numpy.py with each batch's gradients and the logits computed
+    as two halves (Halves), then every output written. setup: harness_numpy.prepare's, images (N, 1, 28, 28)."""
     model = cnn(setup.init_rng, setup.dtype, args.init)
     x_train, y_train, x_test, _ = setup.data
     with Halves(model, x_train, y_train, (x_train, x_test), args.processes or default_processes()) as halves:
         epoch = functools.partial(train_epoch, halves, make_optimizer(model, args), args.batch_size)
         code = (f"the fast layers of fast_cnn/, {'two processes' if halves.processes == 2 else 'one process'} "
                 f"(--layers textbook: the layers of cnn_numpy.py)")
-        harness.train_or_evaluate(args, "cnn_numpy", model, epoch, setup, code, logits=halves.predict,
+        harness_numpy.train_or_evaluate(args, "cnn_numpy", model, epoch, setup, code, logits=halves.predict,
                                   architecture=ARCHITECTURE, layers="fast",
                                   split_batches=f"two halves, pieces of at most {PIECE} images (fast_cnn/halves.py)")

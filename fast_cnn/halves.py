@@ -44,7 +44,7 @@ import numpy as np
 
 from common.errors import UserError
 from fast_cnn.layers import blas_threads
-from harness import predict
+from common.harness_numpy import predict
 from nn_numpy import SoftmaxCrossEntropy
 
 

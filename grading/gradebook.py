@@ -18,6 +18,7 @@ import json
 import numpy as np
 
 from common.io import OutputSet, strict_json
+from common.models import MODELS
 from grading.loaders import SUFFIXES
 
 COLUMNS = ("submission", "file", "model", "test_acc", "test_loss", "status", "note", "z_score", "evaluated_with",
@@ -26,7 +27,6 @@ STATUSES = ("graded", "flagged", "refused", "unreadable", "no model")
 SCORE_COLUMNS = ("submission", "score", "file", "model", "status", "note")
 # A submission with nothing graded takes the status of its worst file, in this order (worst first).
 WORST_FIRST = ("refused", "unreadable", "no model")
-MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
 # Weights equal within these tolerances (float16 rounding included) are the same weights.
 SAME_WEIGHTS = {"rtol": 1e-3, "atol": 1e-6}
 

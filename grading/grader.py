@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.original import sha256_of
+from common import models
+from common.safe_pickle import sha256_of
 from grading.evaluate import choose_layout, numpy_network, scores, torch_network
 from grading.identify import identify
 from grading.loaders import FileVerdict, read_model_file, sniff
 
-KIT_MODELS = {("mlp", "numpy"): "nn_numpy", ("mlp", "torch"): "nn_torch", ("cnn", "numpy"): "cnn_numpy",
-              ("cnn", "torch"): "cnn_torch"}
+# The grader's architecture names ("mlp", "cnn") -> the kit's: common.models names a model <architecture>_<framework>.
+KIT_MODELS = {({"nn": "mlp", "cnn": "cnn"}[models.architecture(m)], models.framework(m)): m for m in models.MODELS}
 SIGNATURE_SIZE = 4096
 
 

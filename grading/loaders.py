@@ -7,7 +7,7 @@
     contents.format      # "pickle, protocol 5", ".npz", "torch.save zip", ...
 
 The format is told from the file's first bytes, not its name. Nothing in a file runs: pickles (and an .npy
-holding a pickled dict) go through common.original's ArraysOnlyUnpickler, which admits NumPy arrays in every
+holding a pickled dict) go through common.safe_pickle's ArraysOnlyUnpickler, which admits NumPy arrays in every
 protocol's spelling and nothing else; .npz and .npy through np.load(allow_pickle=False); PyTorch files through
 torch.load(weights_only=True), torch being imported only for them. Each failure is a :class:`FileVerdict`
 whose ``status`` is the gradebook's ("refused", "unreadable", "no model") and whose message is one line.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common import original
+from common import safe_pickle
 
 SUFFIXES = (".pkl", ".pickle", ".npz", ".npy", ".pt", ".pth")
 NPY_MAGIC = b"\x93NUMPY"
@@ -85,7 +85,7 @@ def read_model_file(path):
 
 # --- pickles ------------------------------------------------------------------------------------------------
 
-class SubmissionUnpickler(original.ArraysOnlyUnpickler):
+class SubmissionUnpickler(safe_pickle.ArraysOnlyUnpickler):
     """The kit's arrays-only unpickler, plus OrderedDict: a container whose creation runs no code of the file's."""
 
     def find_class(self, module, name):
@@ -108,9 +108,9 @@ def unpickle(f, unpickler=SubmissionUnpickler):
     """The object pickled in ``f``, through ``unpickler``; a refusal or damage becomes a FileVerdict."""
     try:
         return unpickler(f).load()
-    except original.Refused as e:
+    except safe_pickle.Refused as e:
         raise refused_global(e.name) from None
-    except original.ObjectDtype:
+    except safe_pickle.ObjectDtype:
         raise FileVerdict("refused", "it holds an array of Python objects, which is never loaded; save arrays "
                                      "of numbers") from None
     except MemoryError:
@@ -242,9 +242,9 @@ def collect(obj, name, depth, contents):
             contents.entries.append((name or "(the array)", obj))
         else:
             contents.notes[name or "(the array)"] = f"an array of {obj.dtype}, not of numbers"
-    elif original.is_number_list(obj) and len(obj):
+    elif safe_pickle.is_number_list(obj) and len(obj):
         contents.notes[name] = f"{len(obj)} numbers"
-    elif isinstance(obj, (dict, list, tuple)) and not (isinstance(obj, dict) and original.is_note(obj)
+    elif isinstance(obj, (dict, list, tuple)) and not (isinstance(obj, dict) and safe_pickle.is_note(obj)
                                                        and depth > 0):
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         if depth >= MAX_DEPTH:
@@ -252,8 +252,8 @@ def collect(obj, name, depth, contents):
             return
         for key, value in items:
             collect(value, f"{name}.{key}" if name else str(key), depth + 1, contents)
-    elif original.is_note(obj):
-        text = repr(original.note_value(obj)) if not isinstance(obj, dict) else f"{len(obj)} entries"
+    elif safe_pickle.is_note(obj):
+        text = repr(safe_pickle.note_value(obj)) if not isinstance(obj, dict) else f"{len(obj)} entries"
         contents.notes[name or "(the object)"] = text if len(text) <= 40 else text[:37] + "..."
     else:
         contents.notes[name or "(the object)"] = f"a {type(obj).__name__}, not read"

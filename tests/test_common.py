@@ -429,7 +429,7 @@ def test_ctrl_c_during_the_switch_itself_completes_the_set(tmp_path, monkeypatch
 def test_one_blas_thread_sets_one_inside_and_restores_the_count_after():
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from harness import one_blas_thread
+    from common.harness_numpy import one_blas_thread
 
     counts = lambda: {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}  # noqa: E731
     with threadpool_limits(2, user_api="blas"):

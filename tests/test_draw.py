@@ -19,13 +19,14 @@ from conftest import ROOT
 from test_preprocess import draw_strokes, seven
 
 import cnn_numpy
-import draw
-import harness
+from drawing import server as draw_server
+from common import harness_numpy
 import nn_numpy
 from common.checkpoint import FORMAT, load_npz, save_npz
+from common.models import MODELS
 from common.data import load_mnist
 from common.metrics import softmax
-from draw_preprocess import preprocess
+from drawing.preprocess import preprocess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -43,36 +44,42 @@ def save_random_model(folder, name):
         build = {"nn_numpy": nn_numpy.mlp, "cnn_numpy": cnn_numpy.cnn}[name]
         save_npz(folder / f"{name}.npz", build(np.random.default_rng(1)).state_dict(), record(name), [0.0])
         return
+    import torch
+
     import cnn_torch
     import nn_torch
-    nn_torch.torch.manual_seed(1)
+    from common import harness_torch
+    torch.manual_seed(1)
     model = {"nn_torch": nn_torch.mlp, "cnn_torch": cnn_torch.cnn}[name]()
-    nn_torch.save_checkpoint(folder / f"{name}.pt", nn_torch.state_dict(model), record(name), [0.0])
+    harness_torch.save_checkpoint(folder / f"{name}.pt", harness_torch.state_dict(model), record(name), [0.0])
 
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     pytest.importorskip("torch")
     folder = tmp_path_factory.mktemp("checkpoints")
-    for name in draw.SUFFIX:
+    for name in MODELS:
         save_random_model(folder, name)
     return folder
 
 
 def reference_logits(folder, image):
     """model -> logits (10,) for a (28, 28) image, from models loaded and run here, as the scripts do."""
+    import torch
+
     import cnn_torch
     import nn_torch
+    from common import harness_torch
     x = np.asarray(image, dtype=np.float32).reshape(1, 1, 28, 28)
     out = {}
     for name, build in (("nn_numpy", nn_numpy.mlp), ("cnn_numpy", cnn_numpy.cnn)):
         model = build(np.random.default_rng(0))
         model.load_state_dict(load_npz(folder / f"{name}.npz", name)[0])
-        out[name] = harness.predict(model, x)[0]
+        out[name] = harness_numpy.predict(model, x)[0]
     for name, build in (("nn_torch", nn_torch.mlp), ("cnn_torch", cnn_torch.cnn)):
         model = build()
-        model.load_state_dict(nn_torch.load_checkpoint(folder / f"{name}.pt", name)[0])
-        out[name] = nn_torch.predict(model, nn_torch.torch.from_numpy(x))[0]
+        model.load_state_dict(harness_torch.load_checkpoint(folder / f"{name}.pt", name)[0])
+        out[name] = harness_torch.predict(model, torch.from_numpy(x))[0]
     return out
 
 
@@ -183,14 +190,14 @@ def test_the_feature_maps_are_the_numpy_cnns_stages(server, checkpoints):
 def test_numpy_cnn_forward_keeps_the_maps_by_layer_type_and_computes_model_forward():
     model = cnn_numpy.cnn(np.random.default_rng(0))
     x = np.random.default_rng(1).random((1, 1, 28, 28), dtype=np.float32)
-    logits, maps = draw.numpy_cnn_forward(model, x)
+    logits, maps = draw_server.numpy_cnn_forward(model, x)
     np.testing.assert_array_equal(logits, model.forward(x))
     assert maps["conv1"].shape == (16, 14, 14) and maps["conv2"].shape == (32, 7, 7)
     # ReLU and max-pooling commute; a kit that swaps them must give the same maps.
     relu, pool = model.layers[1], model.layers[2]
     model.layers[1], model.layers[2] = pool, relu
     model.layers[4], model.layers[5] = model.layers[5], model.layers[4]
-    _, swapped = draw.numpy_cnn_forward(model, x)
+    _, swapped = draw_server.numpy_cnn_forward(model, x)
     for stage in maps:
         np.testing.assert_allclose(swapped[stage], maps[stage], rtol=1e-6)
 
@@ -213,7 +220,7 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server):
            ("POST", "/api/predict", json.dumps({"width": 5000, "height": 280, "pixels": pixels}), 400, "from 28"),
            ("POST", "/api/predict", json.dumps({"width": 280, "height": 280, "pixels": "@@@"}), 400, "base64"),
            ("POST", "/api/predict", json.dumps({"width": 280, "height": 280, "pixels": 7}), 400, "base64"),
-           ("POST", "/api/predict", b"x" * (draw.MAX_BODY + 1), 413, "limit"),
+           ("POST", "/api/predict", b"x" * (draw_server.MAX_BODY + 1), 413, "limit"),
            ("POST", "/api/elsewhere", b"{}", 404, "no such"),
            ("GET", "/api/test-image?index=abc", None, 400, "whole number"),
            ("GET", "/nothing-here", None, 404, "no such page")]
@@ -249,13 +256,13 @@ def test_every_other_method_gets_json_405_with_allow_or_404_and_the_server_keeps
 
 def test_the_largest_canvas_the_server_accepts_fits_its_body_limit(server):
     """Issue 22: it accepted sides up to 1024 but a 1024x1024 canvas's body exceeded the 1 MB limit (413)."""
-    side = draw.SIDES[1]
+    side = draw_server.SIDES[1]
     canvas = np.zeros((side, side))
     canvas[300:700, 480:540] = 1.0  # a "1", bright ink on black
     grey = np.round(canvas * 255).astype(np.uint8)
     body = json.dumps({"width": side, "height": side, "pixels": base64.b64encode(grey.tobytes()).decode()},
                       indent=2)  # with whitespace: a client may send some
-    assert len(body) <= draw.MAX_BODY
+    assert len(body) <= draw_server.MAX_BODY
     status, answer = server.request("POST", "/api/predict", body)
     assert status == 200 and answer["status"] == "ok", answer
 
@@ -330,11 +337,11 @@ def test_checkpoints_come_from_the_checkpoint_dir_then_reference(tmp_path):
     (own / "nn_numpy.npz").touch()
     (reference / "nn_numpy.npz").touch()
     (reference / "cnn_torch.pt").touch()
-    found = draw.find_checkpoints(own, reference)
+    found = draw_server.find_checkpoints(own, reference)
     assert found["nn_numpy"][0] == own / "nn_numpy.npz"
     assert found["cnn_torch"][0] == reference / "cnn_torch.pt"
     assert found["cnn_numpy"][0] is None and "make it with: python cnn_numpy.py" in found["cnn_numpy"][1]
-    assert draw.find_checkpoints(own, None)["cnn_torch"][0] is None  # --checkpoint-dir: that folder only
+    assert draw_server.find_checkpoints(own, None)["cnn_torch"][0] is None  # --checkpoint-dir: that folder only
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
@@ -439,7 +446,7 @@ def test_a_drawn_digit_gets_the_python_prediction_for_the_same_28x28_image(brows
 
 def test_an_empty_canvas_shows_draw_a_digit_and_no_prediction(browser, server):
     page = open_page(browser, server.url)
-    nothing = {name: "–" for name in draw.SUFFIX}
+    nothing = {name: "–" for name in MODELS}
     assert page.locator("#note").text_content() == "draw a digit" and shown_predictions(page) == nothing
     draw_on_pad(page, [(140, 140)])  # one click: a dot, not a digit
     assert page.locator("#note").text_content() == "draw a digit" and shown_predictions(page) == nothing

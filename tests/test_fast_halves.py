@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fast_cnn
-import harness
+from common import harness_numpy
 import nn_numpy
 from common.run import EpochProgress
 from conftest import ROOT
@@ -95,7 +95,7 @@ def test_the_halves_add_up_to_the_whole_batchs_gradient(n):
     model = cnn(np.random.default_rng(0), np.float64)
     with Halves(model, images, labels, [images], 1) as h:
         split_loss, correct = h.step(np.arange(n))
-        np.testing.assert_allclose(h.predict(images), harness.predict(whole, images), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(h.predict(images), harness_numpy.predict(whole, images), rtol=1e-13, atol=1e-13)
     assert split_loss == pytest.approx(float(loss), rel=1e-13)
     assert correct == np.count_nonzero(logits.argmax(axis=1) == labels)
     for (layer, name), (ref, _) in zip(model.parameters(), whole.parameters()):
@@ -110,13 +110,13 @@ def test_the_worker_sees_every_optimizer_step_and_replaced_parameters():
         before = h.predict(images)
         model.layers[7].W += 0.5  # in place, as the optimizers update
         moved = h.predict(images)
-        np.testing.assert_allclose(moved, harness.predict(model, images), rtol=1e-13)
+        np.testing.assert_allclose(moved, harness_numpy.predict(model, images), rtol=1e-13)
         assert not np.allclose(before[16:], moved[16:])  # the worker's half changed too
         state = model.state_dict()
         state["3.W"] = state["3.W"] * 0  # load_state_dict puts in new arrays
         model.load_state_dict(state)
         h.step(np.arange(32))  # copies them into the shared block first
-        np.testing.assert_allclose(h.predict(images), harness.predict(model, images), rtol=1e-13)
+        np.testing.assert_allclose(h.predict(images), harness_numpy.predict(model, images), rtol=1e-13)
 
 
 @two_processes

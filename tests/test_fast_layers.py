@@ -10,13 +10,13 @@ import pytest
 
 import cnn_numpy
 import fast_cnn
-import harness
+from common import harness_numpy
 import nn_numpy
 from fast_cnn import layers as fast
 from fast_cnn.halves import Halves
 from fast_cnn.layers import Conv2d, MaxPool2d, PoolCorners, blas_threads
 from gradcheck import relative_error
-from harness import one_blas_thread
+from common.harness_numpy import one_blas_thread
 from nn_numpy import ReLU
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
@@ -141,7 +141,7 @@ def test_the_fast_paths_halves_give_the_textbook_batchs_gradients(processes):
     assert correct == np.count_nonzero(book[0].argmax(axis=1) == labels[batch])
     for key in book[2]:
         assert_close(grads[key], book[2][key], np.float64)
-    assert_close(logits, harness.predict(textbook, images), np.float64)
+    assert_close(logits, harness_numpy.predict(textbook, images), np.float64)
 
 
 def test_one_short_training_run_ends_within_a_tenth_of_a_point_on_both_paths(mnist_dir):
@@ -161,7 +161,7 @@ def test_one_short_training_run_ends_within_a_tenth_of_a_point_on_both_paths(mni
             if path == "textbook":
                 nn_numpy.train_epoch(model, nn_numpy.SoftmaxCrossEntropy(), optimizer, x_train, y_train, 8, order,
                                      progress)
-                logits = harness.predict(model, x_test)
+                logits = harness_numpy.predict(model, x_test)
             else:
                 with Halves(model, x_train, y_train, [x_test]) as halves:
                     fast_cnn.train_epoch(halves, optimizer, 8, order, progress)

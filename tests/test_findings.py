@@ -1,4 +1,4 @@
-"""analysis/findings.py on small synthetic histories and confusion matrices: each computation by hand, then the
+"""reproduction/findings.py on small synthetic histories and confusion matrices: each computation by hand, then the
 whole page end to end (no training)."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 from scipy import stats as scipy_stats
 
-from analysis import findings, stats
-from analysis.findings import (CROSSOVER, MARGIN_PP, MODELS, Comparison, Outcome, claim_cnn_vs_mlp, claim_confusions,
+from reproduction import findings, stats
+from reproduction.findings import (CROSSOVER, MARGIN_PP, MODELS, Comparison, Outcome, claim_cnn_vs_mlp, claim_confusions,
                                claim_convergence, claim_framework, claim_gpu, claim_overfitting, claim_permuted,
                                claim_recipe, combine, convergence, convergence_pair, directed_pairs, family,
                                first_reach, outcome, overfitting_gaps, rank, scope_verdict, seed_average,
@@ -396,6 +396,6 @@ def test_findings_never_import_a_framework():
     import sys
 
     from conftest import ROOT
-    code = "import sys, analysis.findings; print(sorted({'torch', 'tensorflow'} & set(sys.modules)))"
+    code = "import sys, reproduction.findings; print(sorted({'torch', 'tensorflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from common import original
+from common import original_pickle
 from common.errors import UserError
 from conftest import ROOT, run_script
 from grading import gradebook
@@ -56,7 +56,7 @@ TORCH_NAMES = ["1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"]
 def original_arrays(kind):
     if not SHARED.is_dir():
         pytest.skip(f"the original's files are needed: {SHARED} is absent")
-    return original.load_pickle(SHARED / f"{kind}_pure_python-model.pkl")
+    return original_pickle.load_pickle(SHARED / f"{kind}_pure_python-model.pkl")
 
 
 def write(path, data):
@@ -95,9 +95,9 @@ def test_every_pickle_protocol_of_plain_arrays_is_read_and_extras_become_notes(t
     np.testing.assert_array_equal(contents.entries[0][1], params[0])
     assert contents.notes["epochs"] == "20" and contents.notes["train_accs"] == "2 numbers"
     assert contents.notes["train_losses"] == "2 numbers"
-    # the --eval-only path (common/original.py) admits it too, keeping the extras as notes
+    # the --eval-only path (common/original_pickle.py) admits it too, keeping the extras as notes
     notes = {}
-    arrays = original.load_pickle(path, notes)
+    arrays = original_pickle.load_pickle(path, notes)
     assert set(arrays) == {*ORIGINAL_NAMES, "train_losses", "test_losses"}
     assert notes == {"epochs": 20, "train_accs": [0.9, 0.95]}
 
@@ -105,7 +105,7 @@ def test_every_pickle_protocol_of_plain_arrays_is_read_and_extras_become_notes(t
 def test_the_eval_only_loader_names_a_torch_file_given_as_pkl_in_one_line(tmp_path):
     path = write(tmp_path / "model.pkl", torch_bytes(torch_state(mlp_params())))
     with pytest.raises(UserError, match=r"is a PyTorch file \(torch.save\), not a pickle of arrays") as e:
-        original.load_pickle(path)
+        original_pickle.load_pickle(path)
     assert "\n" not in str(e.value)
 
 
@@ -376,7 +376,7 @@ def test_without_original_the_shared_folder_then_data_original_is_searched(tmp_p
     are found there, and where neither has them the warning says how to get them."""
     import argparse
 
-    import grade
+    from grading import cli as grade
 
     shared, data = tmp_path / "shared" / "original", tmp_path / "data" / "original"
     assert grade.ORIGINAL_FOLDERS[1] == ROOT / "data" / "original"

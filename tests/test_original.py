@@ -1,4 +1,4 @@
-"""common/original.py and original.py: the original's pickles read safely, its names mapped to our layers by
+"""common/original_pickle.py and reproduction/original.py: the original's pickles read safely, its names mapped to our layers by
 type, its training logs parsed, its six files fetched and checked, and its weights giving the report's numbers."""
 
 import gzip
@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import cnn_numpy
-import harness
+from common import harness_numpy
 import nn_numpy
-import original
+from reproduction import original
 from common.data import load_mnist
 from common.errors import DataError, UserError
-from common.original import (FILES, load_checkpoint, load_pickle, parse_training_metrics, to_state_dict)
+from common.original_pickle import FILES, load_checkpoint, load_pickle, to_state_dict
+from reproduction.original import parse_training_metrics
 from conftest import ROOT, Server, run_script
 
 SHARED = ROOT.parent / "shared" / "original"
@@ -294,7 +295,7 @@ def test_the_original_weights_give_exactly_the_reports_test_accuracy(shared, mni
     state, _, _ = load_checkpoint(shared / file, model, {})
     model.load_state_dict(state)
     x = images.reshape(len(images), 1, 28, 28) if script is cnn_numpy else images  # float32, the kit's default
-    assert np.count_nonzero(harness.predict(model, x).argmax(axis=1) == labels) == correct
+    assert np.count_nonzero(harness_numpy.predict(model, x).argmax(axis=1) == labels) == correct
 
 
 def test_the_reports_mlp_test_loss_is_minus_log_p_plus_1e7_over_batches_of_32(shared, mnist_dir):
@@ -303,7 +304,7 @@ def test_the_reports_mlp_test_loss_is_minus_log_p_plus_1e7_over_batches_of_32(sh
     arrays = load_pickle(shared / "nn_pure_python-model.pkl")
     model = nn_numpy.mlp(np.random.default_rng(0), np.float64)
     model.load_state_dict(to_state_dict(arrays, model, "nn"))
-    logits = harness.predict(model, images.astype(np.float64))
+    logits = harness_numpy.predict(model, images.astype(np.float64))
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p = (p / p.sum(axis=1, keepdims=True))[np.arange(len(labels)), labels]
     batch_means = [-np.log(p[i:i + 32] + 1e-7).mean() for i in range(0, len(p), 32)]
@@ -414,6 +415,6 @@ def test_the_command_on_the_page_names_no_machine_folder():
 
 
 def test_grading_the_original_never_imports_torch():
-    code = "import sys, original, common.original; print('torch' in sys.modules)"
+    code = "import sys, reproduction.original, common.original_pickle; print('torch' in sys.modules)"
     out = run_script("-c", code)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

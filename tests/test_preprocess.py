@@ -1,4 +1,4 @@
-"""draw_preprocess.py: a drawing becomes a 28x28 image prepared the way MNIST's digits were."""
+"""drawing/preprocess.py: a drawing becomes a 28x28 image prepared the way MNIST's digits were."""
 
 import subprocess
 import sys
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-import harness
+from common import harness_numpy
 import nn_numpy
 from common.data import load_mnist
-from draw_preprocess import CENTRE, area_weights, preprocess
+from drawing.preprocess import CENTRE, area_weights, preprocess
 
 SEVEN = [(0.0, 0.0), (1.0, 0.0), (0.35, 1.6)]  # a "7" as a polyline, in units of its width: (x, y)
 
@@ -80,7 +80,7 @@ def test_area_weights_average_areas():
 
 
 def test_importing_common_preprocess_does_not_import_torch():
-    code = "import sys, draw_preprocess; print('torch' in sys.modules)"
+    code = "import sys, drawing.preprocess; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -116,9 +116,9 @@ def test_mnist_digits_drawn_small_in_a_corner_are_still_read_as_before(mnist_dir
     canvases = np.zeros((len(images), 280, 280), dtype=np.float32)
     canvases[:, 180:264, 12:96] = np.kron(images, np.ones((3, 3), dtype=np.float32))  # 3x, bottom-left corner
     prepared = np.stack([preprocess(c) for c in canvases])
-    as_is = harness.predict(model, images).argmax(axis=1)
-    again = harness.predict(model, prepared).argmax(axis=1)
-    naive = harness.predict(model, canvases[:, 5::10, 5::10]).argmax(axis=1)  # shrunk, not preprocessed
+    as_is = harness_numpy.predict(model, images).argmax(axis=1)
+    again = harness_numpy.predict(model, prepared).argmax(axis=1)
+    naive = harness_numpy.predict(model, canvases[:, 5::10, 5::10]).argmax(axis=1)  # shrunk, not preprocessed
     assert (as_is == labels).mean() > 0.85
     assert (again == as_is).mean() >= 0.97
     assert (naive == labels).mean() < 0.5

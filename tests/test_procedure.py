@@ -1,11 +1,11 @@
-"""analysis/procedure.py: the report's numbers against the seeds' prediction intervals, and the ablation of the
+"""reproduction/procedure.py: the report's numbers against the seeds' prediction intervals, and the ablation of the
 training procedure, on synthetic run records (no training)."""
 
 import numpy as np
 import pytest
 
-from analysis.procedure import ABLATION, CELLS, ablation_section, report_against_seeds
-from analysis.report import REPORT
+from reproduction.procedure import ABLATION, CELLS, ablation_section, report_against_seeds
+from reproduction.report import REPORT
 
 
 def records(test_accs, test_losses=None, seconds=1.0):
@@ -68,14 +68,15 @@ def test_no_ablation_groups_no_section():
 
 
 def test_every_ablation_row_names_groups_the_reproduction_runs():
-    import reproduce
+    from common import models
+    from reproduction import experiments
 
     for _, _, changed, base in ABLATION:
         for group in (changed, base):
-            assert group in reproduce.FINDINGS_RUNS or group in reproduce.MODELS
+            assert group in experiments.FINDINGS_RUNS or group in models.MODELS
             assert group in CELLS
     for group, (order, init, arithmetic) in CELLS.items():
-        flags = reproduce.FINDINGS_RUNS[group][1] if "+" in group else []
+        flags = experiments.FINDINGS_RUNS[group][1] if "+" in group else []
         assert (order == "every epoch") == ("epoch" in flags)
         default = "float64" if group.split("+")[0] == "nn_numpy" else "float32"
         assert arithmetic == (flags[flags.index("--dtype") + 1] if "--dtype" in flags else default), group

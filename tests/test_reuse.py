@@ -1,10 +1,12 @@
-"""common/reuse.py: the code digest on a small synthetic kit, the decision on synthetic records, the first-epoch
+"""common/provenance.py and reproduction/reuse.py: the code digest on a small synthetic kit, the decision on synthetic records, the first-epoch
 check with a fake runner (no training here)."""
 
 import pytest
 
-from common import reuse
-from common.reuse import REUSE, TRAIN, VERIFY, code_digest, config_changes, decide, kit_modules, mark_verified, verify
+from common import provenance
+from reproduction import reuse
+from common.provenance import code_digest, kit_modules
+from reproduction.reuse import REUSE, TRAIN, VERIFY, config_changes, decide, mark_verified, verify
 
 SCRIPT = '''\
 """A script."""
@@ -74,24 +76,24 @@ def test_a_module_it_does_not_import_does_not_count(kit):
 
 
 def test_the_versions_of_numpy_and_an_imported_torch_count(kit, monkeypatch):
-    real = reuse.version
+    real = provenance.version
     before = digest(kit)
-    monkeypatch.setattr(reuse, "version", lambda package: "9.9" if package == "torch" else real(package))
+    monkeypatch.setattr(provenance, "version", lambda package: "9.9" if package == "torch" else real(package))
     assert digest(kit) != before
     edit(kit / "pkg/lazy.py", "import torch\n", "")              # torch no longer imported: its version stops counting
     without = digest(kit)
-    monkeypatch.setattr(reuse, "version", lambda package: real(package))
+    monkeypatch.setattr(provenance, "version", lambda package: real(package))
     assert digest(kit) == without
-    monkeypatch.setattr(reuse, "version", lambda package: "9.9" if package == "numpy" else real(package))
+    monkeypatch.setattr(provenance, "version", lambda package: "9.9" if package == "numpy" else real(package))
     assert digest(kit) != without                                # numpy's always does
 
 
 def test_the_real_scripts_digests_cover_the_modules_they_share():
-    files, others = kit_modules(reuse.ROOT / "cnn_numpy.py")
-    names = {f.relative_to(reuse.ROOT).as_posix() for f in files}
-    assert {"cnn_numpy.py", "nn_numpy.py", "common/run.py", "common/reuse.py"} <= names
-    assert "torch" not in others and "torch" in kit_modules(reuse.ROOT / "nn_torch.py")[1]
-    assert code_digest(reuse.ROOT / "nn_numpy.py") != code_digest(reuse.ROOT / "cnn_numpy.py")
+    files, others = kit_modules(provenance.ROOT / "cnn_numpy.py")
+    names = {f.relative_to(provenance.ROOT).as_posix() for f in files}
+    assert {"cnn_numpy.py", "nn_numpy.py", "common/run.py", "common/provenance.py"} <= names
+    assert "torch" not in others and "torch" in kit_modules(provenance.ROOT / "nn_torch.py")[1]
+    assert code_digest(provenance.ROOT / "nn_numpy.py") != code_digest(provenance.ROOT / "cnn_numpy.py")
 
 
 # --- the decision ------------------------------------------------------------------------------------------------

@@ -4,17 +4,17 @@ import json
 
 import pytest
 
-import reproduce
+from reproduction import experiments
 from conftest import ROOT, run_script
 
 SCRIPTS = ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]
 REPORT_DEFAULTS = {"nn_numpy": (20, 0.1, 32), "nn_torch": (20, 0.01, 32), "cnn_numpy": (5, 0.01, 16),
                    "cnn_torch": (10, 0.001, 32)}
 FIGURES = ["loss.png", "confusion_matrix.png", "top3.png", "mistakes.png"]
-QUICK = [*reproduce.QUICK_BASE, "--quiet"]
+QUICK = [*experiments.QUICK_BASE, "--quiet"]
 # Smoke settings shared with `reproduce.py --quick` (see there why they differ from the report's): measured
 # 85-89% (MLPs, 3 epochs) and 89-91% (CNNs, 1 epoch) on 2,000 images.
-SMOKE = {script: (reproduce.QUICK_FLAGS[script], 0.80 if script.startswith("nn") else 0.85) for script in SCRIPTS}
+SMOKE = {script: (experiments.QUICK_FLAGS[script], 0.80 if script.startswith("nn") else 0.85) for script in SCRIPTS}
 TIMING_KEYS = {"seconds", "seconds_with_eval", "seconds_total"}
 
 
@@ -187,7 +187,7 @@ def test_eval_only_without_data_flags_takes_the_checkpoints(trained, tmp_path):
 def test_help_recommends_a_quick_run_that_learns(script):
     """The --help example is the smoke setting the tests hold to their accuracy bar."""
     text = " ".join(run_script(f"{script}.py", "--help").stdout.split())
-    flags = " ".join([*reproduce.QUICK_BASE, *reproduce.QUICK_FLAGS[script]])
+    flags = " ".join([*experiments.QUICK_BASE, *experiments.QUICK_FLAGS[script]])
     assert f"python {script}.py" in text
     parser = __import__(script).build_parser()
     example = text.split(f"python {script}.py ", 1)[1].split()

@@ -1,4 +1,4 @@
-"""analysis/stats.py: Welch's t-test against scipy and by hand, Holm's step-down correction, the verdicts."""
+"""reproduction/stats.py: Welch's t-test against scipy and by hand, Holm's step-down correction, the verdicts."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis import stats
+from reproduction import stats
 
 
 def test_welch_matches_scipy_and_the_satterthwaite_formula():

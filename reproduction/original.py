@@ -15,19 +15,21 @@ OUT/original/loss_overlay.png: the original runs' per-epoch losses over ours.
 """
 
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import cnn_numpy
 import nn_numpy
-from analysis.stats import mean_std
 from common.cli import run_main
 from common.data import check_sha256, download, mirror_base
-from common.errors import DataError
+from common.errors import DataError, UserError
 from common.io import write_text
-from common.original import COMMIT, FILES, RAW_BASE, REPOSITORY, RUNS, parse_training_metrics
-from common.run import TITLES
+from common.models import TITLES
+from common.original_pickle import COMMIT, FILES, RAW_BASE, REPOSITORY, RUNS
+from reproduction.stats import mean_std
 
 DEFAULT_DIR = "data/original"
 SCRIPTS = {"nn_numpy": nn_numpy, "cnn_numpy": cnn_numpy}  # the models whose original weights were published
@@ -55,6 +57,79 @@ def fetch(folder):
                      advice=advice, mirror_var="ORIGINAL_MIRROR")
         paths[name] = path
     return paths
+
+
+# --- training_metrics.txt ----------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingLog:
+    """One run of the original, as its training_metrics.txt tells it. Accuracies are fractions, losses nats."""
+
+    title: str
+    config: dict  # "Epochs" -> "10", "Learning Rate" -> "0.001", ... (as written)
+    train_acc: float
+    test_acc: float
+    train_loss: float
+    test_loss: float
+    epochs: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+    test_losses: list = field(default_factory=list)
+
+
+FINALS = {"Train Accuracy": "train_acc", "Test Accuracy": "test_acc", "Final Train Loss": "train_loss",
+          "Final Test Loss": "test_loss"}
+KEY_VALUE = re.compile(r"^\s+([A-Za-z][A-Za-z ()/-]*?):\s*(.+?)\s*$")
+LOSS_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def read_text(path):
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no file at {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file; it is not a training_metrics.txt of the original") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def number(text, path, what):
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        raise UserError(f"{path}: {what} is {text!r}, not a number") from None
+
+
+def parse_training_metrics(path):
+    """Parse the original's training_metrics.txt into a :class:`TrainingLog`; one-line UserError if malformed."""
+    lines = read_text(path).splitlines()
+    title = next((line.strip() for line in lines if line.strip() and not line.startswith("=")), "")
+    config, finals, rows = {}, {}, []
+    section = None
+    for number_, line in enumerate(lines, 1):
+        if line.rstrip().endswith(":") and not line.startswith(" "):
+            section = line.rstrip()[:-1]
+        elif section == "Loss History (per epoch)" and (row := LOSS_ROW.match(line)):
+            rows.append((int(row[1]), number(row[2], path, f"line {number_}'s train loss"),
+                         number(row[3], path, f"line {number_}'s test loss")))
+        elif (pair := KEY_VALUE.match(line)) and section in ("Training Configuration", "Final Results"):
+            key, value = pair.groups()
+            if key in FINALS:
+                finals[FINALS[key]] = number(value, path, key)
+            elif section == "Training Configuration":
+                config[key] = value
+    missing = [key for key, attr in FINALS.items() if attr not in finals]
+    if missing or not rows:
+        what = f"no '{missing[0]}:' line" if missing else "no per-epoch loss table"
+        raise UserError(f"{path}: {what}; it is not a training_metrics.txt of the original")
+    epochs = [r[0] for r in rows]
+    if epochs != list(range(1, len(rows) + 1)):
+        raise UserError(f"{path}: the loss table's epochs are {epochs}, not 1 to {len(rows)}")
+    if "Epochs" in config and config["Epochs"] != str(len(rows)):
+        raise UserError(f"{path}: Epochs says {config['Epochs']} but the loss table has {len(rows)} rows")
+    return TrainingLog(title, config, epochs=epochs, train_losses=[r[1] for r in rows],
+                       test_losses=[r[2] for r in rows], **finals)
 
 
 # --- this kit's runs -------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ run records (metrics.json), and the two sections they write.
     python reproduce.py --seeds 10               # results.md ends with report_against_seeds(records)
     python reproduce.py --findings --seeds 5     # findings.md gains ablation_section(groups)
 
-    from analysis.procedure import report_against_seeds, ablation_section
+    from reproduction.procedure import report_against_seeds, ablation_section
     text = report_against_seeds({"nn_numpy": [record, ...], ...})      # markdown
     text = ablation_section(groups)                                     # markdown ("" without the groups)
 
@@ -14,12 +14,11 @@ z-score (report − mean) / s. The ablation trains the same script with one part
 (the data order, the initialisation, the arithmetic) and gives each change's effect with a 95% Welch interval.
 """
 
-from analysis.findings import table as markdown_table
-from analysis.report import REPORT
-from analysis.stats import mean_std, prediction_interval, welch_interval
-from common.run import TITLES
-
-MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
+from reproduction.findings import table as markdown_table
+from reproduction.report import REPORT
+from reproduction.stats import mean_std, prediction_interval, welch_interval
+from common.models import MODELS, TITLES
+from reproduction.experiments import ABLATION, CELLS
 
 
 def test_numbers(records, key):
@@ -65,34 +64,6 @@ def report_against_seeds(records):
 
 
 # --- the ablation: which part of the procedure moves the numbers ---------------------------------------------
-
-# (label, group changed, group it is compared with): each row changes one thing (the last nn_numpy row: all).
-ABLATION = [
-    ("nn_numpy", "new order every epoch − one order (N(0, 0.1²) init)", "nn_numpy+epoch", "nn_numpy"),
-    ("nn_numpy", "new order every epoch − one order (PyTorch init)", "nn_numpy+epoch+pytorch-init",
-     "nn_numpy+pytorch-init"),
-    ("nn_numpy", "PyTorch init − N(0, 0.1²) (one order)", "nn_numpy+pytorch-init", "nn_numpy"),
-    ("nn_numpy", "PyTorch init − N(0, 0.1²) (new order every epoch)", "nn_numpy+epoch+pytorch-init",
-     "nn_numpy+epoch"),
-    ("nn_numpy", "float32 − float64 (every epoch, PyTorch init)", "nn_numpy+earlier", "nn_numpy+epoch+pytorch-init"),
-    ("nn_numpy", "the earlier default − today's (all three)", "nn_numpy+earlier", "nn_numpy"),
-    ("nn_torch", "new order every epoch − one order", "nn_torch+earlier", "nn_torch"),
-    ("cnn_numpy", "new order every epoch − one order", "cnn_numpy+earlier", "cnn_numpy"),
-    ("cnn_numpy", "float64 − float32 (one order), the arithmetic the kit departs from", "cnn_numpy+float64",
-     "cnn_numpy"),
-    ("cnn_torch", "new order every epoch − one order", "cnn_torch+earlier", "cnn_torch"),
-]
-CELLS = {  # group -> (data order, initialisation, arithmetic), for the table of cells
-    "nn_numpy": ("one order", "N(0, 0.1²)", "float64"), "nn_numpy+epoch": ("every epoch", "N(0, 0.1²)", "float64"),
-    "nn_numpy+pytorch-init": ("one order", "PyTorch", "float64"),
-    "nn_numpy+epoch+pytorch-init": ("every epoch", "PyTorch", "float64"),
-    "nn_numpy+earlier": ("every epoch", "PyTorch", "float32"),
-    "nn_torch": ("one order", "PyTorch", "float32"), "nn_torch+earlier": ("every epoch", "PyTorch", "float32"),
-    "cnn_numpy": ("one order", "Xavier", "float32"), "cnn_numpy+earlier": ("every epoch", "Xavier", "float32"),
-    "cnn_numpy+float64": ("one order", "Xavier", "float64"),
-    "cnn_torch": ("one order", "PyTorch", "float32"), "cnn_torch+earlier": ("every epoch", "PyTorch", "float32"),
-}
-
 
 def effect_cell(a, b, digits):
     """'+0.24 [+0.15, +0.33]' (mean(a) − mean(b), 95% Welch interval), with 'excludes 0' in bold."""

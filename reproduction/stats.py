@@ -1,6 +1,6 @@
 """Seed-noise statistics shared by results.md and figures/findings.md.
 
-    from analysis.stats import welch, holm, contrast, judge, tost, seeds_to_exclude
+    from reproduction.stats import welch, holm, contrast, judge, tost, seeds_to_exclude
     w = welch([98.1, 98.2, 98.3], [97.9, 98.0, 98.1])   # w.diff, w.se, w.t, w.df, w.p   (results.md)
     adjusted = holm([w.p, 0.2, 0.01])                    # family-wise error held at alpha
 

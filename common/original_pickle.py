@@ -1,32 +1,27 @@
-"""The original report's own files, read defensively: its pickled NumPy checkpoints and its training logs.
+"""The original report's pickled NumPy checkpoints, read defensively and mapped onto this kit's layers.
 
     python nn_numpy.py --eval-only --checkpoint model.pkl     # grade a checkpoint in the original's format
     python cnn_numpy.py --eval-only --checkpoint data/original/cnn_pure_python-model.pkl
-    python reproduce.py --original                            # all six files (see original.py)
+    python reproduce.py --original                            # all six files (reproduction/original.py)
 
     arrays = load_pickle("nn_pure_python-model.pkl")  # {"layer1_W": (784, 128) float64, ..., "train_losses": ...}
-    log = parse_training_metrics("nn_pure_python-training_metrics.txt")
-    log.test_acc, log.train_loss, log.train_losses   # 0.9794, 0.0011, [0.2985, 0.1294, ...]
+    state, record, _ = load_checkpoint(path, model, config)   # as common.checkpoint.load_npz returns it
 
-The original (github.com/yongjoon2001/DGIST-Deep-Learning-PA1) pickled a dict of float64 arrays. A pickle
-can run any code while it loads, so :func:`load_pickle` admits exactly what NumPy array reconstruction needs,
-in every pickle protocol's spelling (ndarray, dtype, _reconstruct and scalar; protocol 5's _frombuffer;
-protocols 0-2's _codecs.encode of the raw bytes) and refuses every other global and object dtypes, each with
-one line; nothing in the file is run. A dict's entries must be named arrays, number lists or, beside them,
-plain scalars, strings and number lists kept as notes (``'epochs': 20``, ``'train_accs': [...]``).
-Framework-free (grade.py reads submissions through :class:`ArraysOnlyUnpickler` too).
+The original (github.com/yongjoon2001/DGIST-Deep-Learning-PA1) pickled a dict of float64 arrays, read here
+through common/safe_pickle.py (nothing in the file is run). A dict's entries must be named arrays, number lists
+or, beside them, plain scalars, strings and number lists kept as notes (``'epochs': 20``, ``'train_accs': [...]``).
+The original's six files (FILES: the two pickles and four training logs) are named here, with their sha256.
 """
 
-import hashlib
-import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from common.checkpoint import check_finite, check_shapes, identify, require_file
 from common.errors import UserError
+from common.safe_pickle import (ArraysOnlyUnpickler, ObjectDtype, Refused, describe_notes, is_note,
+                                  is_number_list, note_value, sha256_of)
 
 REPOSITORY = "github.com/yongjoon2001/DGIST-Deep-Learning-PA1"
 COMMIT = "a6e4bbed9f9705b3d97c3ca0a695625a6926eca7"
@@ -51,77 +46,6 @@ RUNS = {"nn_numpy": "nn_pure_python", "nn_torch": "nn_framework", "cnn_numpy": "
         "cnn_torch": "cnn_framework"}
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 LOSS_KEYS = ("train_losses", "test_losses")
-
-
-# --- the restricted unpickler ---------------------------------------------------------------------------------
-
-def _multiarray():
-    try:
-        from numpy._core import multiarray  # NumPy >= 2; pickles name it numpy.core.multiarray
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        from numpy.core import multiarray
-    return multiarray
-
-
-def _reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}, not of numpy.ndarray")
-    return _multiarray()._reconstruct(subtype, shape, dtype)
-
-
-def _dtype(*args):
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise ObjectDtype()
-    return dtype
-
-
-def _scalar(dtype, *data):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise ObjectDtype()
-    return _multiarray().scalar(dtype, *data)
-
-
-def _frombuffer(buffer, dtype, shape, order):
-    """Protocol 5's spelling of an array: its bytes in band, then dtype, shape and order."""
-    if not isinstance(buffer, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise ObjectDtype()
-    array = np.frombuffer(buffer, dtype=dtype)
-    return array.reshape(shape, order=order) if order in ("C", "F") else array.reshape(shape)
-
-
-def _codecs_encode(text, encoding="utf-8"):
-    """Protocols 0-2's spelling of bytes (an array's raw data, its dtype's byte order): encode(str, 'latin1')."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise Refused("_codecs.encode of something other than latin-1 text")
-    return text.encode("latin1")
-
-
-class ObjectDtype(Exception):
-    """An array or scalar of Python objects: they would be unpickled too, so the file is refused."""
-
-
-class Refused(Exception):
-    def __init__(self, name):
-        super().__init__(name)
-        self.name = name
-
-
-ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype, ("_codecs", "encode"): _codecs_encode}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    ALLOWED[(_module, "_reconstruct")] = _reconstruct
-    ALLOWED[(_module, "scalar")] = _scalar
-for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    ALLOWED[(_module, "_frombuffer")] = _frombuffer
-
-
-class ArraysOnlyUnpickler(pickle.Unpickler):
-    """Admits the few globals that rebuild NumPy arrays; any other global ends the load before it is used."""
-
-    def find_class(self, module, name):
-        if (module, name) not in ALLOWED:
-            raise Refused(f"{module}.{name}")
-        return ALLOWED[(module, name)]
 
 
 def is_pickle(path):
@@ -163,21 +87,6 @@ def load_pickle(path, notes=None):
         raise UserError(f"{path} is not a readable checkpoint in the original's format "
                         f"({type(e).__name__}: {e})") from None
     return check_arrays(obj, path, notes)
-
-
-def is_number_list(value):
-    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, np.integer, np.floating))
-                                                    and not isinstance(v, bool) for v in value)
-
-
-def is_note(value):
-    """A plain value a training script saves beside its weights: a scalar, a string, a number list, or a small
-    dict of those (a config)."""
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return True
-    if isinstance(value, dict):
-        return len(value) <= 100 and all(isinstance(k, str) and is_note(v) for k, v in value.items())
-    return is_number_list(value)
 
 
 def check_arrays(obj, path, notes=None):
@@ -337,109 +246,3 @@ def load_checkpoint(path, model, config):
                          "notes": {name: note_value(value) for name, value in notes.items()}},
               "history": loss_history(arrays, path), "seconds_total": None}
     return state, record, []
-
-
-def note_value(value):
-    """A note as JSON can hold it: NumPy scalars as Python numbers, tuples as lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: note_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [note_value(v) for v in value]
-    return value
-
-
-def describe_notes(notes):
-    """"epochs 20, train_accs (20 numbers)": a short line for the notes kept beside the weights."""
-    parts = []
-    for name, value in notes.items():
-        if isinstance(value, (list, tuple)):
-            parts.append(f"{name} ({len(value)} numbers)")
-        elif isinstance(value, dict):
-            parts.append(f"{name} ({len(value)} entries)")
-        else:
-            text = repr(note_value(value))
-            parts.append(f"{name} {text if len(text) <= 40 else text[:37] + '...'}")
-    return ", ".join(parts)
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --- training_metrics.txt ----------------------------------------------------------------------------------------
-
-@dataclass
-class TrainingLog:
-    """One run of the original, as its training_metrics.txt tells it. Accuracies are fractions, losses nats."""
-
-    title: str
-    config: dict  # "Epochs" -> "10", "Learning Rate" -> "0.001", ... (as written)
-    train_acc: float
-    test_acc: float
-    train_loss: float
-    test_loss: float
-    epochs: list = field(default_factory=list)
-    train_losses: list = field(default_factory=list)
-    test_losses: list = field(default_factory=list)
-
-
-FINALS = {"Train Accuracy": "train_acc", "Test Accuracy": "test_acc", "Final Train Loss": "train_loss",
-          "Final Test Loss": "test_loss"}
-KEY_VALUE = re.compile(r"^\s+([A-Za-z][A-Za-z ()/-]*?):\s*(.+?)\s*$")
-LOSS_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s*$")
-
-
-def read_text(path):
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"no file at {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text file; it is not a training_metrics.txt of the original") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def number(text, path, what):
-    try:
-        return float(text.split()[0])
-    except (ValueError, IndexError):
-        raise UserError(f"{path}: {what} is {text!r}, not a number") from None
-
-
-def parse_training_metrics(path):
-    """Parse the original's training_metrics.txt into a :class:`TrainingLog`; one-line UserError if malformed."""
-    lines = read_text(path).splitlines()
-    title = next((line.strip() for line in lines if line.strip() and not line.startswith("=")), "")
-    config, finals, rows = {}, {}, []
-    section = None
-    for number_, line in enumerate(lines, 1):
-        if line.rstrip().endswith(":") and not line.startswith(" "):
-            section = line.rstrip()[:-1]
-        elif section == "Loss History (per epoch)" and (row := LOSS_ROW.match(line)):
-            rows.append((int(row[1]), number(row[2], path, f"line {number_}'s train loss"),
-                         number(row[3], path, f"line {number_}'s test loss")))
-        elif (pair := KEY_VALUE.match(line)) and section in ("Training Configuration", "Final Results"):
-            key, value = pair.groups()
-            if key in FINALS:
-                finals[FINALS[key]] = number(value, path, key)
-            elif section == "Training Configuration":
-                config[key] = value
-    missing = [key for key, attr in FINALS.items() if attr not in finals]
-    if missing or not rows:
-        what = f"no '{missing[0]}:' line" if missing else "no per-epoch loss table"
-        raise UserError(f"{path}: {what}; it is not a training_metrics.txt of the original")
-    epochs = [r[0] for r in rows]
-    if epochs != list(range(1, len(rows) + 1)):
-        raise UserError(f"{path}: the loss table's epochs are {epochs}, not 1 to {len(rows)}")
-    if "Epochs" in config and config["Epochs"] != str(len(rows)):
-        raise UserError(f"{path}: Epochs says {config['Epochs']} but the loss table has {len(rows)} rows")
-    return TrainingLog(title, config, epochs=epochs, train_losses=[r[1] for r in rows],
-                       test_losses=[r[2] for r in rows], **finals)

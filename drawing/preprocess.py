@@ -1,6 +1,6 @@
 """A drawing -> a 28x28 image prepared the way MNIST's digits were, for the models to read.
 
-    from draw_preprocess import preprocess
+    from drawing.preprocess import preprocess
     image = preprocess(canvas)     # canvas: (H, W) grey levels in [0, 1], ink bright on black
     if image is None: ...          # (almost) nothing drawn: ask for a digit, predict nothing
 

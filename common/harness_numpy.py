@@ -1,7 +1,7 @@
 """The NumPy scripts' run harness: what happens around the training loop. Skip it on a first reading.
 
-    python nn_numpy.py                 # nn_numpy.main -> harness.prepare, then harness.train_or_evaluate
-    python cnn_numpy.py --eval-only    # harness.evaluate_checkpoint instead of training
+    python nn_numpy.py                 # nn_numpy.main -> harness_numpy.prepare, then harness_numpy.train_or_evaluate
+    python cnn_numpy.py --eval-only    # harness_numpy.evaluate_checkpoint instead of training
 
 nn_numpy.py and cnn_numpy.py hold the model and one epoch of training (train_epoch). This module does the rest:
 the seeds and the data (prepare), the epochs with an evaluation after each (fit), --eval-only of a saved
@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from common import original
+from common import original_pickle
 from common.checkpoint import load_npz, save_npz
 from common.cli import DataOrder, resolve_data_flags, seed_everything
 from common.data import load_model_inputs
@@ -43,7 +43,7 @@ def prepare(args, model_name, image_shape=(28, 28)):
     """Parse-time work shared by the NumPy scripts: the checkpoint for --eval-only, the data flags, the seeds,
     the data. (The original's pickle is read once the model exists: evaluate_checkpoint.)"""
     checkpoint = None
-    if args.eval_only and not original.is_pickle(args.checkpoint):
+    if args.eval_only and not original_pickle.is_pickle(args.checkpoint):
         checkpoint = load_npz(args.checkpoint, model_name)
     resolve_data_flags(args, checkpoint and checkpoint[1])
     init_rng, order_rng = seed_everything(args.seed)
@@ -81,10 +81,10 @@ def evaluate_checkpoint(run, model, setup, logits):
     """--eval-only: put the checkpoint's weights in, take over its record, evaluate; returns the final numbers.
 
     setup.checkpoint: as load_npz returns it, or None for a checkpoint in the original report's format (a pickled
-    dict of arrays, e.g. model.pkl): common/original.py reads that, admitting only NumPy arrays and mapping its
+    dict of arrays, e.g. model.pkl): common/original_pickle.py reads that, admitting only NumPy arrays and mapping its
     names onto this model's layers; its per-epoch losses become the loss graph.
     """
-    checkpoint = setup.checkpoint or original.load_checkpoint(run.checkpoint, model, run.config)
+    checkpoint = setup.checkpoint or original_pickle.load_checkpoint(run.checkpoint, model, run.config)
     state, record, iteration_losses = checkpoint
     model.load_state_dict(state, run.checkpoint)
     run.restore(record, iteration_losses)
@@ -106,11 +106,3 @@ def train_or_evaluate(args, model_name, model, train_epoch, setup, code, logits=
     else:
         fit(run, model, train_epoch, setup.data, args.batch_size, setup.order_rng, args.shuffle, logits)
     run.finish(setup.test_images, final)
-
-
-def add_dtype_flag(parser, default, why=""):
-    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                        help=f"floating-point type of weights and activations (default: {default}"
-                             f"{': ' + why if why else ''}; with --eval-only, the checkpoint's)")
-    parser.set_defaults(dtype_default=default)
-    return parser

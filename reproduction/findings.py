@@ -5,7 +5,7 @@
         json.load(open(p)) for p in sorted(glob.glob(f'figures/**/{m}/metrics.json', recursive=True))]
         for m in ('nn_numpy', 'nn_torch', 'cnn_numpy', 'cnn_torch')})"   # claims 1, 2, 7, 8 from the main runs
 
-    from analysis.findings import write_findings
+    from reproduction.findings import write_findings
     text = write_findings("figures", groups)      # figures/findings.md and figures/findings/*.png
     text = write_findings("figures", groups, gpu={"machine": "NVIDIA H100",
                                                   "nn_torch": {"cpu": [1.3, 1.2], "cuda": [0.4, 0.4]}})
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.report import overfitting_gap, test_acc_difference
-from analysis.stats import (
+from reproduction.report import overfitting_gap, test_acc_difference
+from reproduction.stats import (
     ALPHA,
     FAILS,
     HOLDS,
@@ -56,18 +56,11 @@ from analysis.stats import (
 )
 from common.data import TRAIN_SIZE
 from common.io import write_text
-from common.run import TITLES
-
-MODELS = ("nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch")
+from common.models import MODELS, TITLES
+from reproduction.experiments import CROSSOVER
 FRAMEWORKS = {"numpy": "NumPy", "torch": "PyTorch"}
 ARCHITECTURES = {"nn": "MLP", "cnn": "CNN"}
 THRESHOLDS = (0.975, 0.98)
-# The crossover cells: architecture -> (framework, recipe) -> group. The recipe is the script's whose
-# optimizer, epochs, batch size and initialisation are used.
-CROSSOVER = {"nn": {("numpy", "numpy"): "nn_numpy", ("numpy", "torch"): "nn_numpy+momentum",
-                    ("torch", "numpy"): "nn_torch+sgd", ("torch", "torch"): "nn_torch"},
-             "cnn": {("numpy", "numpy"): "cnn_numpy", ("numpy", "torch"): "cnn_numpy+adam",
-                     ("torch", "numpy"): "cnn_torch+sgd", ("torch", "torch"): "cnn_torch"}}
 # "Comparable" and "train = test" are equivalence claims: the effect within +-MARGIN_PP, stated before looking.
 # 0.2 pp is 20 of the 10,000 test images and about twice the seed-to-seed std of one model's test accuracy
 # (0.03-0.18 pp in the committed runs): a gap smaller than two seeds of the same script differ by is comparable.

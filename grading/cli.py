@@ -1,0 +1,181 @@
+"""grade.py's command: the folder of submissions found, each file graded in a worker, the gradebook written.
+
+    python grade.py submissions/                 # grading.cli.main(): see grade.py for every form
+"""
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from common.cli import Parser, positive_float, positive_int
+from common.data import load_mnist
+from common.errors import UsageError
+from common.io import check_writable
+from common.original_pickle import FILES as ORIGINAL_FILES
+from grading.gradebook import plural
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where the original report's two pickles are looked for without --original, in this order: ../shared/original
+# beside the repository, then data/original, where `python reproduce.py --original` downloads them.
+ORIGINAL_FOLDERS = (ROOT.parent / "shared" / "original", ROOT / "data" / "original")
+HOW_TO_GET_ORIGINAL = "python reproduce.py --original fetches them into data/original"
+TRAIN_IMAGES = 500  # training images that settle a layout the shapes leave open
+
+
+def build_parser():
+    p = Parser(prog="grade.py", description="Grade every submitted model in a folder: one row per model file in "
+                                            "OUT/grades.csv, with OUT/summary.md and OUT/histogram.png.")
+    p.add_argument("submissions", metavar="SUBMISSIONS",
+                   help="the folder of submissions: one subfolder per student (or model files directly in it)")
+    p.add_argument("--out", default="graded", help="folder for the outputs (default: %(default)s)")
+    p.add_argument("--gradescope", action="store_true",
+                   help="also write OUT/gradescope/<submission>/results.json, Gradescope's format (default: off)")
+    p.add_argument("--processes", type=positive_int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes, each grading one file at a time (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=120.0,
+                   help="seconds one file may take to read and evaluate (default: %(default)s)")
+    p.add_argument("--memory-mb", type=positive_int, default=2048,
+                   help="memory one file may take, in MiB, beyond what a worker holds (default: %(default)s)")
+    p.add_argument("--original", default=None,
+                   help="folder holding the original report's nn_pure_python-model.pkl and cnn_pure_python-model.pkl, "
+                        "checked for copies (default: ../shared/original beside the repository, else data/original, "
+                        "where `python reproduce.py --original` downloads them)")
+    p.add_argument("--reference", default=str(ROOT / "reference"),
+                   help="folder of the kit's reference checkpoints, checked for copies (default: reference/)")
+    p.add_argument("--figures", default=str(ROOT / "figures"),
+                   help="the kit's figures/ whose metrics.json give its seeds' accuracies for the z-scores "
+                        "(default: figures/)")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST files (default: $MNIST_DIR, then ./data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def check_folders(args):
+    """The submissions folder exists and the outputs go outside it; returns (submissions, out) as Paths."""
+    submissions = Path(args.submissions)
+    if not submissions.is_dir():
+        what = "is a file, not a folder" if submissions.exists() else "does not exist"
+        raise UsageError(f"{submissions} {what}; give the folder that holds the submissions")
+    out = Path(args.out)
+    if out.resolve() == submissions.resolve() or submissions.resolve() in out.resolve().parents:
+        raise UsageError(f"--out {out} is inside {submissions}: nothing is written into the submissions; choose "
+                         f"a folder outside it")
+    check_writable(out, "--out")
+    return submissions, out
+
+
+ORIGINAL_PICKLES = [name for name in ORIGINAL_FILES if name.endswith("-model.pkl")]
+
+
+def original_folder(given, candidates=ORIGINAL_FOLDERS):
+    """The folder to take the original's pickles from: ``given`` (--original) as it is; without it, the first of
+    ``candidates`` that holds both, else the first candidate (where they are then said to be missing)."""
+    if given is not None:
+        return Path(given)
+    for folder in candidates:
+        if all((Path(folder) / name).is_file() for name in ORIGINAL_PICKLES):
+            return Path(folder)
+    return Path(candidates[0])
+
+
+def reference_files(args, candidates=ORIGINAL_FOLDERS):
+    """([(name shown in the notes, path)] of the kit's reference checkpoints and the original's two pickles,
+    a line saying what was found, and a warning when the original's weights were not all found, else None)."""
+    reference = Path(args.reference)
+    original = original_folder(args.original, candidates)
+    found = [(f"the kit's reference/{p.name}", p) for p in sorted(reference.glob("*"))
+             if p.suffix in (".npz", ".pt")] if reference.is_dir() else []
+    pickles = [original / name for name in ORIGINAL_PICKLES]
+    present = [p for p in pickles if p.is_file()]
+    found += [(f"the original report's {p.name}", p) for p in present]
+    n_reference = len(found) - len(present)
+    line = (f"Checked for copies of {plural(n_reference, 'reference checkpoint')} in {reference} and "
+            f"the original's {plural(len(present), 'pickle')} in {original}.")
+    warning = None
+    if len(present) < len(pickles):
+        where = (str(original) if args.original is not None
+                 else " or ".join(str(folder) for folder in candidates))
+        missing = ", ".join(p.name for p in pickles if not p.is_file())
+        warning = (f"NOT checked against the original report's weights: {missing} not found in {where} "
+                   f"({HOW_TO_GET_ORIGINAL}, or give --original DIR); a copy of them is graded as a student's own")
+    return found, line, warning
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    submissions_dir, out = check_folders(args)
+    from grading.gradebook import (add_z_scores, counts, find_submissions, flag_duplicates, seed_accuracies,
+                                   write_outputs)
+
+    submissions = find_submissions(submissions_dir)
+    started = time.perf_counter()
+    data = load_data(args.data_dir)  # first: without MNIST, its one line is all grade.py says
+    references, references_line, original_warning = reference_files(args)
+    if original_warning:
+        print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
+    tasks = [{"path": str(path), "purpose": "grade", "submission": name,
+              "file": path.name if path.parent == submissions_dir else path.relative_to(submissions_dir / name).as_posix()}
+             for name, files in submissions for path in files]
+    tasks += [{"path": str(path), "purpose": "reference", "name": shown} for shown, path in references]
+    n_files = sum(task["purpose"] == "grade" for task in tasks)
+    print(f"grade.py: {plural(len(submissions), 'submission')}, {plural(n_files, 'model file')} in "
+          f"{submissions_dir}; {plural(args.processes, 'worker')}, each file limited to {args.timeout:g} s and "
+          f"{args.memory_mb} MiB", flush=True)
+    results = run_tasks(tasks, data, args)
+    rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
+    rows += [{"submission": name, "file": "", "status": "no model", "notes": [
+        "no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
+             for name, files in submissions if not files]
+    rows.sort(key=lambda row: (row["submission"], row["file"]))
+    reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
+                      if task["purpose"] == "reference" and results[i].get("sha256")]
+    flag_duplicates(rows, reference_rows)
+    seeds = seed_accuracies(Path(args.figures))
+    add_z_scores(rows, seeds)
+    command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning)
+    print(f"grade.py: {plural(len(rows), 'row')} ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
+          f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
+          + (f" and {out / 'gradescope'}/" if args.gradescope else "")
+          + f"; one score per submission: {out / 'scores.csv'}"
+          + (f"; {original_warning}" if original_warning else ""), flush=True)
+
+
+EMPTY = {"model": "", "architecture": None, "test_acc": None, "test_loss": None, "evaluated_with": "",
+         "format": "", "sha256": None, "signature": None}
+
+
+def row_of(task, result):
+    return {**EMPTY, **result, "submission": task["submission"], "file": task["file"],
+            "notes": list(result.get("notes", []))}
+
+
+def load_data(data_dir):
+    """The test set and the first TRAIN_IMAGES training images, loaded once here and shared by the workers."""
+    from grading.grader import Data
+
+    test_images, test_labels = load_mnist("test", data_dir)
+    train_images, train_labels = load_mnist("train", data_dir)
+    return Data(test_images, test_labels, train_images[:TRAIN_IMAGES].copy(), train_labels[:TRAIN_IMAGES].copy())
+
+
+def run_tasks(tasks, data, args):
+    """{task index: result}, graded in the worker pool with a progress bar on the terminal."""
+    from tqdm import tqdm
+
+    from grading.grader import grade_file, prepare
+    from grading.workers import WorkerPool
+
+    tqdm.monitor_interval = 0  # no monitor thread: the pool forks replacement workers while the bar runs
+    indexed = [{**task, "index": i} for i, task in enumerate(tasks)]
+    pool = WorkerPool(lambda task: grade_file(task, data), args.processes, args.timeout, args.memory_mb, prepare)
+    results = {}
+    with tqdm(total=len(tasks), desc="grading", unit="file", disable=True if args.quiet else None,
+              mininterval=0.5) as bar:
+        for task, result in pool.map(indexed):
+            results[task["index"]] = result
+            bar.update(1)
+    return results
+
