@@ -12,7 +12,7 @@ Sequential, optimizers and train_epoch, which the CNN reuses as they are (its he
 flattened feature maps). First come
 the two layers as loops, one line of math each (conv_forward_loops ... maxpool_backward_loops), then the same
 layers vectorised (Conv2d, MaxPool2d), which the tests check against the loops, then cnn() and main. Arrays are
-(N, C, H, W): images, channels, rows, columns.
+(N, C, Hi, Wi): images, channels, rows, columns (Ho, Wo for a layer's output; W is always a layer's weights).
 
 Two paths compute the same network. --layers textbook trains with the classes of this file through
 nn_numpy.train_epoch. --layers fast (the default, so the report's run takes seconds, not minutes) uses
@@ -34,7 +34,7 @@ from nn_numpy import Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy, ini
 def conv_forward_loops(x, W, b, padding):
     """y[n, o, i, j] = b[o] + sum over c, u, v of W[o, c, u, v] * xp[n, c, i + u, j + v], xp = x zero-padded.
 
-    x: (N, C_in, H, W), W: (C_out, C_in, k, k), b: (C_out,) -> y: (N, C_out, H + 2p - k + 1, W + 2p - k + 1).
+    x: (N, C_in, Hi, Wi), W: (C_out, C_in, k, k), b: (C_out,) -> y: (N, C_out, Hi + 2p - k + 1, Wi + 2p - k + 1).
     """
     n_images, _, h, w = x.shape
     out_channels, _, k, _ = W.shape
@@ -70,7 +70,7 @@ def conv_backward_loops(x, W, dout, padding):
 
 
 def maxpool_forward_loops(x):
-    """y[n, c, i, j] = max of the 2x2 window x[n, c, 2i:2i+2, 2j:2j+2]. (N, C, H, W) -> (N, C, H // 2, W // 2)."""
+    """y[n, c, i, j] = max of the 2x2 window x[n, c, 2i:2i+2, 2j:2j+2]. (N, C, Hi, Wi) -> (N, C, Hi // 2, Wi // 2)."""
     n_images, channels, h, w = x.shape
     y = np.zeros((n_images, channels, h // 2, w // 2), x.dtype)
     for n in range(n_images):
@@ -101,7 +101,7 @@ class Conv2d:
     """2-D convolution, k x k kernel, stride 1, zero padding p (cross-correlation, as torch.nn.Conv2d):
     conv_forward_loops with the four loops turned into one matrix product.
 
-    x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo), Ho = H + 2p - k + 1, Wo = W + 2p - k + 1, in W's dtype.
+    x: (N, C_in, Hi, Wi) -> y: (N, C_out, Ho, Wo), Ho = Hi + 2p - k + 1, Wo = Wi + 2p - k + 1, in W's dtype.
     W: (C_out, C_in, k, k), b: (C_out,); dW, db after backward. input_grad=False: backward returns None instead
     of dx (for a first layer, whose dx nobody uses), as nn_numpy.Linear.
 
@@ -139,10 +139,10 @@ class Conv2d:
         return np.ascontiguousarray(y.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
 
     def backward(self, dout):
-        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); sets dW and db. With dY = dout as rows of output pixels,
-        (N*Ho*Wo, C_out), the Linear's three rules (nn_numpy.Linear.backward), applied at every position;
-        W_flat (C_out, C_in*k*k) is a Linear's W transposed, so x.T @ dout becomes (cols.T @ dY).T = dY.T @ cols
-        and dout @ W.T becomes dY @ W_flat:
+        """dout = dL/dy (N, C_out, Ho, Wo) -> dx (N, C_in, Hi, Wi); sets dW and db. Lay dout out as rows of output
+        pixels, dY (N*Ho*Wo, C_out), and apply nn_numpy.Linear.backward's three rules at every position. W_flat
+        (C_out, C_in*k*k) is a Linear's W (in, out) transposed, so the Linear's dW = input.T @ dY becomes
+        (cols.T @ dY).T = dY.T @ cols, and its d(input) = dY @ W.T becomes dY @ W_flat:
 
             dW_flat = dY.T @ cols: the same filter made every output pixel, so its gradient sums over them all;
             db[o]   = sum over n, i, j of dout[n, o, i, j];
@@ -168,8 +168,8 @@ class Conv2d:
 
 class MaxPool2d:
     """2x2 max pooling, stride 2: maxpool_forward_loops, a window's four elements taken as four strided views.
-    x: (N, C, H, W) -> y: (N, C, H // 2, W // 2), same dtype. An odd last row or column belongs to no window and is
-    dropped, as in PyTorch."""
+    x: (N, C, Hi, Wi) -> y: (N, C, Hi // 2, Wi // 2), same dtype. An odd last row or column belongs to no window and
+    is dropped, as in PyTorch."""
 
     params = ()
 

@@ -191,6 +191,8 @@ class Adam:
 
     t += 1;  m = b1 m + (1 - b1) dp;  v = b2 v + (1 - b2) dp^2;
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    The bias correction: m and v start at 0, so after t steps they are the averages shrunk by (1 - b^t) (the
+    weights of the t gradients sum to 1 - b^t, not 1); dividing by it undoes the pull towards 0 of the first steps.
     m and v per parameter, in its dtype, in PyTorch's order of operations (so its float32 results match).
     """
 

@@ -28,7 +28,7 @@ OWN = ("nn_numpy", "cnn_numpy", "common", "fast_cnn")
 
 
 def load(code_dir, tag):
-    """(build_cnn, nn_numpy, make_halves) of the checkout in ``code_dir``, its modules under names prefixed by
+    """(build_cnn, nn_numpy, make_halves, one_blas_thread) of the checkout in ``code_dir``, its modules under names prefixed by
     ``tag`` in sys.modules, so that two checkouts live side by side in one process. make_halves(model, images,
     labels, processes) -> a Halves; checkouts from before fast_cnn/ (common/halves.py) work too."""
     def own(name):
@@ -49,16 +49,22 @@ def load(code_dir, tag):
             build = cnn_numpy.cnn
             make_halves = lambda model, images, labels, processes: halves.Halves(  # noqa: E731
                 model, nn_numpy.SoftmaxCrossEntropy(), images, labels, [], None, processes)
+        one_thread = getattr(nn_numpy, "one_blas_thread", None) or getattr(nn_numpy, "blas_threads", None)
+        if one_thread is None:  # where the run harness keeps it: common/harness_numpy.py, earlier harness.py
+            try:
+                from common.harness_numpy import one_blas_thread as one_thread
+            except ImportError:
+                one_thread = importlib.import_module("harness").one_blas_thread
     finally:
         sys.path.remove(str(code_dir))
     for name in [n for n in sys.modules if own(n)]:
         sys.modules[tag + name] = sys.modules.pop(name)
-    return build, nn_numpy, make_halves
+    return build, nn_numpy, make_halves, one_thread
 
 
 def trainer(modules, args, images, labels, stack):
     """A function run(first_step, steps) that trains ``steps`` batches of the model of ``modules``."""
-    build_cnn, nn_numpy, make_halves = modules
+    build_cnn, nn_numpy, make_halves, one_thread = modules
     if args.model == "cnn":
         model, images = build_cnn(np.random.default_rng(0)), images.reshape(-1, 1, 28, 28)
     else:
@@ -72,8 +78,6 @@ def trainer(modules, args, images, labels, stack):
     per_epoch = len(images) // args.batch_size
 
     def run(first, steps):
-        one_thread = (getattr(nn_numpy, "one_blas_thread", None) or getattr(nn_numpy, "blas_threads", None)
-                      or importlib.import_module("harness").one_blas_thread)
         with one_thread():
             for step in range(first, first + steps):
                 start = (step % per_epoch) * args.batch_size

@@ -13,7 +13,7 @@ common/run.py. A layout left open by the shapes is chosen on training images onl
 
 import numpy as np
 
-from common import metrics
+from common import harness_numpy, metrics
 
 BATCH = 250  # images per forward pass: bounded memory, and as fast as one huge batch here
 
@@ -29,8 +29,7 @@ def numpy_network(architecture, params, dtype):
     shape = (1, 28, 28) if architecture == "cnn" else (28, 28)
 
     def logits(images):
-        x = images.astype(dtype, copy=False).reshape(len(images), *shape)
-        return np.concatenate([model.forward(x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
+        return harness_numpy.predict(model, images.astype(dtype, copy=False).reshape(len(images), *shape), BATCH)
 
     return logits
 
@@ -41,6 +40,7 @@ def torch_network(architecture, params, dtype):
 
     import cnn_torch
     import nn_torch
+    from common import harness_torch
 
     model = nn_torch.mlp() if architecture == "mlp" else cnn_torch.cnn()
     model = model.double() if dtype == np.float64 else model.float()
@@ -48,13 +48,11 @@ def torch_network(architecture, params, dtype):
     state = {key: torch.from_numpy(np.ascontiguousarray(value.T if value.ndim == 2 else value, dtype=dtype))
              for key, value in zip(own, params)}
     model.load_state_dict(state)
-    model.eval()
     shape = (1, 28, 28) if architecture == "cnn" else (28, 28)
 
     def logits(images):
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=dtype).reshape(len(images), *shape))
-        with torch.no_grad():
-            return torch.cat([model(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]).numpy()
+        return harness_torch.predict(model, x, BATCH)
 
     return logits
 

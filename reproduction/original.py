@@ -27,13 +27,12 @@ from common.cli import run_main
 from common.data import check_sha256, download, mirror_base
 from common.errors import DataError, UserError
 from common.io import write_text
-from common.models import TITLES
+from common.models import MODELS, TITLES
 from common.original_pickle import COMMIT, FILES, RAW_BASE, REPOSITORY, RUNS
 from reproduction.stats import mean_std
 
 DEFAULT_DIR = "data/original"
 SCRIPTS = {"nn_numpy": nn_numpy, "cnn_numpy": cnn_numpy}  # the models whose original weights were published
-MODELS = list(RUNS)
 
 
 # --- the six files -------------------------------------------------------------------------------------------
@@ -221,7 +220,7 @@ def plot_overlay(path, logs, kit):
 
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-        for ax, model in zip(axes.flat, ["nn_numpy", "nn_torch", "cnn_numpy", "cnn_torch"]):
+        for ax, model in zip(axes.flat, MODELS):
             log = logs[model]
             # The original's train loss is the mean over each epoch's batches, so it meets ours of that kind.
             for key, ours, color, marker in (("train", "train_loss_running", "tab:blue", "o"),

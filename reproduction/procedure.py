@@ -14,11 +14,11 @@ z-score (report − mean) / s. The ablation trains the same script with one part
 (the data order, the initialisation, the arithmetic) and gives each change's effect with a 95% Welch interval.
 """
 
-from reproduction.findings import table as markdown_table
-from reproduction.report import REPORT
-from reproduction.stats import mean_std, prediction_interval, welch_interval
 from common.models import MODELS, TITLES
 from reproduction.experiments import ABLATION, CELLS
+from reproduction.report import REPORT
+from reproduction.stats import mean_std, prediction_interval, welch_interval
+from reproduction.verdicts import table as markdown_table
 
 
 def test_numbers(records, key):

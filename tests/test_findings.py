@@ -1,4 +1,4 @@
-"""reproduction/findings.py on small synthetic histories and confusion matrices: each computation by hand, then the
+"""reproduction/findings.py (claims.py, crossover.py, verdicts.py) on small synthetic histories and confusion matrices: each computation by hand, then the
 whole page end to end (no training)."""
 
 import numpy as np
@@ -6,12 +6,15 @@ import pytest
 
 from scipy import stats as scipy_stats
 
-from reproduction import findings, stats
-from reproduction.findings import (CROSSOVER, MARGIN_PP, MODELS, Comparison, Outcome, claim_cnn_vs_mlp, claim_confusions,
-                               claim_convergence, claim_framework, claim_gpu, claim_overfitting, claim_permuted,
-                               claim_recipe, combine, convergence, convergence_pair, directed_pairs, family,
-                               first_reach, outcome, overfitting_gaps, rank, scope_verdict, seed_average,
-                               summed_confusion, unordered_pairs, write_findings)
+from common.models import MODELS
+from reproduction import claims, crossover, findings, stats
+from reproduction.claims import (claim_cnn_vs_mlp, claim_confusions, claim_convergence, claim_gpu, claim_overfitting,
+                                 claim_permuted, convergence, convergence_pair, directed_pairs, first_reach,
+                                 overfitting_gaps, rank, summed_confusion, unordered_pairs)
+from reproduction.crossover import claim_framework, claim_recipe, seed_average
+from reproduction.experiments import CROSSOVER
+from reproduction.findings import write_findings
+from reproduction.verdicts import MARGIN_PP, Comparison, Outcome, combine, family, outcome, scope_verdict
 
 NOISE = (-0.1, 0.0, 0.1)  # per-seed offsets (pp): std 0.1 for every group
 
@@ -100,7 +103,7 @@ def test_cnn_vs_mlp_reads_each_interval_against_zero_and_the_reports_effect():
 
 def test_cnn_vs_mlp_not_resolved_names_the_seeds_and_the_opposite_sign_does_not_hold():
     groups = {"nn_numpy": group(98.0), "cnn_numpy": group(98.2), "nn_torch": group(99.0), "cnn_torch": group(98.0)}
-    numpy_test = findings.cnn_vs_mlp(groups)[0]
+    numpy_test = claims.cnn_vs_mlp(groups)[0]
     # +0.20 observed: excluding 0 takes fewer seeds than excluding the report's +0.23, which lies nearer
     needed = stats.seeds_to_exclude(numpy_test.effect, 0.0)
     assert needed < stats.seeds_to_exclude(numpy_test.effect, 0.23)
@@ -177,7 +180,7 @@ def test_permuted_pixels_hold_where_the_cnn_loses_and_loses_more_than_the_mlp():
     # PyTorch: the CNN's permuted runs equal its original ones exactly (a nil effect, noise alike)
     assert finding.verdict == "holds for NumPy; not resolved with 3 seeds (no number of seeds would settle it at " \
                               "the observed effect) for PyTorch"
-    tests = findings.permutation_tests(permuted_groups())["numpy"]
+    tests = claims.permutation_tests(permuted_groups())["numpy"]
     assert [t.effect.family for t in tests] == [4, 4]
     assert tests[0].diff == pytest.approx(-1.5) and tests[1].diff == pytest.approx(-1.5)   # the MLP: no change
     # the difference of differences: four groups of variance 0.01 / 3 each
@@ -188,7 +191,7 @@ def test_permuted_pixels_hold_where_the_cnn_loses_and_loses_more_than_the_mlp():
 def test_permuted_runs_are_compared_with_the_same_procedure_on_the_original_pixels():
     """The permuted runs use the kit's earlier procedure; where its +earlier runs exist they are the baseline."""
     groups = {**permuted_groups(), "cnn_numpy+earlier": group(97.5), "nn_numpy+earlier": group(98.0)}
-    tests = findings.permutation_tests(groups)["numpy"]
+    tests = claims.permutation_tests(groups)["numpy"]
     assert tests[0].diff == pytest.approx(0.0)   # against cnn_numpy+earlier (97.5), not cnn_numpy (99.0)
     detail = claim_permuted(groups).detail
     assert "| CNN, NumPy | `cnn_numpy+earlier` | 97.50 ± 0.10 | 97.50 ± 0.10 | +0.00 |" in detail
@@ -222,7 +225,7 @@ def test_seed_average_pairs_cells_by_seed():
 
 def test_crossover_main_effect_is_welch_on_per_seed_averages():
     groups = crossover_groups()
-    effects = findings.crossover_effects(groups, "recipe")
+    effects = crossover.crossover_effects(groups, "recipe")
     main = effects["cnn"]
     torch_side = seed_average(groups["cnn_numpy+adam"], groups["cnn_torch"])
     numpy_side = seed_average(groups["cnn_numpy"], groups["cnn_torch+sgd"])
@@ -235,7 +238,7 @@ def test_crossover_main_effect_is_welch_on_per_seed_averages():
 def test_framework_claim_is_an_equivalence_test_with_the_stated_margin():
     finding = claim_framework(crossover_groups())
     assert finding.verdict == f"equivalent within ±{MARGIN_PP:g} pp"
-    tost = stats.tost(findings.crossover_effects(crossover_groups(), "framework")["nn"].effect, MARGIN_PP)
+    tost = stats.tost(crossover.crossover_effects(crossover_groups(), "framework")["nn"].effect, MARGIN_PP)
     assert f"MLP +0.00 [{tost.low:+.2f}, {tost.high:+.2f}] pp (the report's +0.03)" in finding.ours
     noisy = claim_framework(crossover_groups(noise=NOISE))  # std 0.1: 3 seeds cannot show it
     assert noisy.verdict.startswith("not shown equivalent with 3 seeds (≈")
@@ -292,7 +295,7 @@ def test_overfitting_gaps_are_paired_per_seed():
     records = [record(0, 98.0, train_acc=100.0, test_loss=0.08, train_loss=0.001)]
     acc, loss = overfitting_gaps(records)
     assert acc == pytest.approx([2.0]) and loss == pytest.approx([0.079])
-    tests = findings.overfitting_tests(overfitting_groups())
+    tests = claims.overfitting_tests(overfitting_groups())
     gaps = overfitting_gaps(overfitting_groups()["cnn_torch"])[0]
     low, high = scipy_stats.ttest_1samp(gaps, 0.0).confidence_interval(1 - 0.05 / 4)
     assert (tests["cnn_torch"].effect.low, tests["cnn_torch"].effect.high) == (pytest.approx(low), pytest.approx(high))

@@ -199,8 +199,8 @@ def test_eval_only_over_the_same_run_keeps_its_code_verified(tmp_path, mnist_dir
 
 def test_with_a_machine_a_run_is_trusted_unchecked_only_where_it_was_trained_or_checked():
     """Issue 27: make reproduce on a fresh clone reused runs that "matched this code before" -- on another CPU."""
-    here = reuse.machine_id()
-    assert here == reuse.machine_id() and len(here) == 12
+    here = provenance.machine_id()
+    assert here == provenance.machine_id() and len(here) == 12
     trained_here = record(machine=here)
     assert decide(trained_here, WANTED, "sha256:a", here).action == REUSE
     elsewhere = decide(record(machine="0123456789ab"), WANTED, "sha256:a", here)

@@ -71,6 +71,38 @@ def test_a_short_run_on_2000_images_learns_and_writes_every_output(trained):
     assert f"epoch  {epochs}/{epochs}" in result.stdout and "test accuracy" in result.stdout
 
 
+QUICK_RUNS = json.loads((ROOT / "tests" / "data" / "quick_runs.json").read_text())
+NUMBERS = ("history", "final", "confusion_matrix")  # what must not move (timings and provenance may)
+
+
+def numbers_of(record):
+    return {"config": {k: record["config"][k] for k in QUICK_RUNS["runs"]["nn_numpy"]["config"]},
+            "history": [{k: v for k, v in h.items() if not k.startswith("seconds")} for h in record["history"]],
+            **{k: record[k] for k in NUMBERS[1:]}}
+
+
+def same_machine_as_the_recording():
+    from common.provenance import machine_id
+
+    if machine_id() != QUICK_RUNS["machine"]:
+        pytest.skip("tests/data/quick_runs.json was recorded on another machine: another CPU or BLAS may round "
+                    "differently")
+
+
+def test_a_quick_run_gives_the_numbers_recorded_before_the_restructuring(trained):
+    """Issue 33 moved every module but the four scripts' arithmetic: the same seed gives the same metrics.json
+    numbers, bit for bit, as before it (on the machine that recorded them)."""
+    same_machine_as_the_recording()
+    script, _, record, _ = trained
+    assert numbers_of(record) == QUICK_RUNS["runs"][script]
+
+
+def test_the_textbook_cnn_gives_the_numbers_recorded_before_the_restructuring(tmp_path, mnist_dir):
+    same_machine_as_the_recording()
+    record, _ = quick_run("cnn_numpy", tmp_path, *SMOKE["cnn_numpy"][0], "--layers", "textbook")
+    assert numbers_of(record) == QUICK_RUNS["runs"]["cnn_numpy --layers textbook"]
+
+
 def test_eval_train_every_evaluates_the_training_set_after_every_epoch(tmp_path, mnist_dir):
     record, result = quick_run("nn_numpy", tmp_path, "--epochs", "2", "--limit-train", "500", "--eval-train", "every")
     check_schema(record, "nn_numpy")
