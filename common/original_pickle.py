@@ -20,8 +20,9 @@ import numpy as np
 
 from common.checkpoint import check_finite, check_shapes, identify, require_file
 from common.errors import UserError
-from common.safe_pickle import (ArraysOnlyUnpickler, ObjectDtype, Refused, describe_notes, is_note,
-                                  is_number_list, note_value, sha256_of)
+from common.safe_pickle import (MAX_NESTING, ArraysOnlyUnpickler, ObjectDtype, Refused, TooDeep, check_nesting,
+                                  check_pickle_nesting, describe_notes, is_note, is_number_list, note_value,
+                                  sha256_of)
 
 REPOSITORY = "github.com/yongjoon2001/DGIST-Deep-Learning-PA1"
 COMMIT = "a6e4bbed9f9705b3d97c3ca0a695625a6926eca7"
@@ -74,7 +75,12 @@ def load_pickle(path, notes=None):
                         f"this kit writes")
     try:
         with open(path, "rb") as f:
+            check_pickle_nesting(f)  # before the load: hashing a too-deep tuple kills the process
             obj = ArraysOnlyUnpickler(f).load()
+            check_nesting(obj)
+    except (TooDeep, RecursionError):
+        raise UserError(f"refusing to load {path}: it holds containers nested deeper than {MAX_NESTING} levels, "
+                        f"not a dict of arrays") from None
     except Refused as e:
         raise UserError(f"refusing to load {path}: it contains {e.name}, not only arrays") from None
     except ObjectDtype:

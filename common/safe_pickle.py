@@ -8,14 +8,22 @@ A pickle can run any code while it loads. :class:`ArraysOnlyUnpickler` admits ex
 reconstruction needs, in every pickle protocol's spelling of it (ndarray, dtype, _reconstruct and scalar;
 protocol 5's _frombuffer; protocols 0-2's _codecs.encode of the raw bytes), and ends the load at any other
 global (:class:`Refused`, naming it) or at an array of Python objects (:class:`ObjectDtype`). The helpers below
-tell plain values a training script saves beside its weights (notes) from the weights themselves.
+tell plain values a training script saves beside its weights (notes) from the weights themselves, and bound
+how deep a walk of what a pickle holds goes (:func:`check_pickle_nesting` before the load,
+:func:`check_nesting` after it: :class:`TooDeep` past MAX_NESTING levels); none of them recurses without limit.
 Framework-free: the NumPy scripts (common/original_pickle.py) and grade.py (grading/loaders.py) read through it.
 """
 
 import hashlib
 import pickle
+import pickletools
 
 import numpy as np
+
+# Dicts, lists, tuples and sets nested deeper than this are no checkpoint's (a model's needs 3): their walks
+# stop here, and grade.py refuses the file (check_nesting, check_pickle_nesting).
+MAX_NESTING = 32
+NOTE_ENTRIES = 10_000  # a note's dicts hold at most this many entries in all (each visit of a shared one counts)
 
 
 def _multiarray():
@@ -64,6 +72,13 @@ class ObjectDtype(Exception):
     """An array or scalar of Python objects: they would be unpickled too, so the file is refused."""
 
 
+class TooDeep(Exception):
+    """Containers nested deeper than MAX_NESTING levels (or one inside itself)."""
+
+    def __init__(self):
+        super().__init__(f"nested deeper than {MAX_NESTING} levels")
+
+
 class Refused(Exception):
     def __init__(self, name):
         super().__init__(name)
@@ -92,25 +107,108 @@ def is_number_list(value):
                                                     and not isinstance(v, bool) for v in value)
 
 
+SCALARS = (bool, int, float, str, np.generic)
+CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
 def is_note(value):
     """A plain value a training script saves beside its weights: a scalar, a string, a number list, or a small
-    dict of those (a config)."""
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return True
-    if isinstance(value, dict):
-        return len(value) <= 100 and all(isinstance(k, str) and is_note(v) for k, v in value.items())
-    return is_number_list(value)
+    dict of those (a config: at most 100 entries a level, NOTE_ENTRIES in all, MAX_NESTING levels deep).
+    Walked without recursion, so that no nesting, sharing or cycle can overflow the stack."""
+    pending, entries = [(value, 1)], 0
+    while pending:
+        value, depth = pending.pop()
+        if value is None or isinstance(value, SCALARS):
+            continue
+        if not isinstance(value, dict):
+            if not is_number_list(value):
+                return False
+            continue
+        entries += len(value)
+        if depth > MAX_NESTING or len(value) > 100 or entries > NOTE_ENTRIES or not all(
+                isinstance(k, str) for k in value):
+            return False
+        pending.extend((v, depth + 1) for v in value.values())
+    return True
 
 
-def note_value(value):
-    """A note as JSON can hold it: NumPy scalars as Python numbers, tuples as lists."""
+def note_value(value, depth=1):
+    """A note as JSON can hold it: NumPy scalars as Python numbers, tuples as lists; a container deeper than
+    MAX_NESTING levels (never in a note :func:`is_note` admits) as "..."."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, (dict, list, tuple)) and depth > MAX_NESTING:
+        return "..."
     if isinstance(value, dict):
-        return {k: note_value(v) for k, v in value.items()}
+        return {k: note_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [note_value(v) for v in value]
+        return [note_value(v, depth + 1) for v in value]
     return value
+
+
+def check_nesting(value, limit=MAX_NESTING):
+    """Raise :class:`TooDeep` where ``value`` holds dicts, lists, tuples or sets (keys included) nested deeper
+    than ``limit`` levels, or one inside itself. Walked without recursion; a container met again is walked
+    again only at a greater depth, so that shared ones cost at most ``limit`` walks each."""
+    pending, deepest = [(value, 1)], {}
+    while pending:
+        value, depth = pending.pop()
+        if not isinstance(value, CONTAINERS) or deepest.get(id(value), 0) >= depth:
+            continue
+        if depth > limit:
+            raise TooDeep()
+        deepest[id(value)] = depth
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        pending.extend((item, depth + 1) for item in items if isinstance(item, CONTAINERS))
+
+
+def _stack_effect(op):
+    """(what ``op`` does to the depths :func:`check_pickle_nesting` keeps, values it takes off the pickle's
+    stack (of which before its mark, for one that takes a mark), values it leaves)."""
+    names = {"MARK": "mark", "TUPLE": "tuple", "EMPTY_TUPLE": "tuple", "TUPLE1": "tuple", "TUPLE2": "tuple",
+             "TUPLE3": "tuple", "PUT": "put", "BINPUT": "put", "LONG_BINPUT": "put", "MEMOIZE": "memoize",
+             "GET": "get", "BINGET": "get", "LONG_BINGET": "get", "DUP": "dup"}
+    before = [s is pickletools.markobject for s in op.stack_before]
+    taken = before.index(True) if True in before else len(before)
+    return names.get(op.name, "other"), taken, True in before, len(op.stack_after)
+
+
+_STACK_EFFECTS = {op: _stack_effect(op) for op in pickletools.opcodes}
+
+
+def check_pickle_nesting(f, limit=MAX_NESTING):
+    """Raise :class:`TooDeep` where the pickle in ``f`` (read from where it stands, and put back there) builds
+    tuples nested deeper than ``limit`` levels. Hashing one (a dict key, a set's item) recurses in C beyond
+    any recursion limit and kills the process, so this is told before the load, from the opcodes: nothing is
+    built, each value on the pickle's stack is only the depth of its tuples (a list, dict or set counts 0: it is
+    unhashable, or hashed from its items' kept hashes). A damaged pickle is left to the load to report; other
+    containers are checked once loaded (:func:`check_nesting`)."""
+    start = f.tell()
+    stack, marks, memo = [], [], {}
+    try:
+        for opcode, arg, _ in pickletools.genops(f):
+            kind, taken, takes_mark, left = _STACK_EFFECTS[opcode]
+            if kind == "other" or kind == "tuple":
+                at = (marks.pop() if takes_mark else len(stack)) - taken
+                if at < 0:
+                    return  # damaged
+                depth = 1 + max(stack[at:], default=0) if kind == "tuple" else 0
+                if depth > limit:
+                    raise TooDeep()
+                del stack[at:]
+                stack += [depth] * left
+            elif kind == "mark":
+                marks.append(len(stack))
+            elif kind == "put" or kind == "memoize":
+                memo[len(memo) if kind == "memoize" else arg] = stack[-1]
+            elif kind == "get":
+                stack.append(memo.get(arg, 0))
+            else:  # DUP
+                stack.append(stack[-1])
+    except (ValueError, IndexError, TypeError, EOFError, OverflowError):
+        return  # damaged: the load says how
+    finally:
+        f.seek(start)
 
 
 def describe_notes(notes):
@@ -127,9 +225,16 @@ def describe_notes(notes):
     return ", ".join(parts)
 
 
-def sha256_of(path):
+def sha256_of(source):
+    """The sha256 of a file, given by its path or as a binary file object (read from where it stands)."""
+    if hasattr(source, "read"):
+        return _sha256_of_open(source)
+    with open(source, "rb") as f:
+        return _sha256_of_open(f)
+
+
+def _sha256_of_open(f):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()

@@ -116,7 +116,8 @@ def main(argv=None):
     if original_warning:
         print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
     tasks = [{"path": str(path), "purpose": "grade", "submission": name,
-              "file": path.name if path.parent == submissions_dir else path.relative_to(submissions_dir / name).as_posix()}
+              "file": (path.name if path.parent == submissions_dir
+                       else path.relative_to(submissions_dir / name).as_posix())}
              for name, files in submissions for path in files]
     tasks += [{"path": str(path), "purpose": "reference", "name": shown} for shown, path in references]
     n_files = sum(task["purpose"] == "grade" for task in tasks)

@@ -10,15 +10,16 @@ files an instructor takes away (grades.csv, scores.csv, summary.md, histogram.pn
 Pure functions over rows, apart from the writers at the end; nothing here reads a submitted file's content.
 """
 
-import csv
 import datetime
-import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 
 from common.io import OutputSet, strict_json
 from common.models import MODELS
+from grading import csvfile
 from grading.loaders import SUFFIXES
 
 COLUMNS = ("submission", "file", "model", "test_acc", "test_loss", "status", "note", "z_score", "evaluated_with",
@@ -42,24 +43,50 @@ def mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def is_candidate(path):
-    return path.is_file() and path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
+def gets_row(entry):
+    """Whether a folder entry (os.DirEntry) that is no folder gets a row: a model file by its name (.pkl,
+    .pickle, .npz, .npy, .pt or .pth, not hidden), whatever it is (a link, a FIFO: refused when graded), and
+    a symbolic link to a folder (refused, never followed: is_dir() reads the link's target's type, opening
+    nothing)."""
+    if entry.name.startswith("."):
+        return False
+    return os.path.splitext(entry.name)[1].lower() in SUFFIXES or (entry.is_symlink() and entry.is_dir())
+
+
+def submitted_files(root):
+    """The paths under the folder ``root`` that get a row (see :func:`gets_row`), at any depth, sorted by their
+    path in it: hidden folders skipped, symbolic links listed but never followed, nothing opened. A folder
+    that cannot be listed is skipped."""
+    found, folders = [], [root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if not entry.name.startswith("."):
+                            folders.append(Path(entry.path))
+                    elif gets_row(entry):
+                        found.append(Path(entry.path))
+        except OSError:
+            continue
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def find_submissions(folder):
-    """[(submission name, [model files])]: each subfolder is one submission (its files found at any depth, hidden
-    folders skipped), and so is each model file directly inside ``folder``."""
+    """[(submission name, [files that get a row])]: each subfolder is one submission (its files found at any
+    depth, hidden folders skipped), and so is each model file directly inside ``folder``. No symbolic link is
+    followed: a link named like a model file, a link to a folder and a FIFO are listed, for grading.loaders to
+    refuse, each its own row (a link to a folder directly inside ``folder`` is one submission of one row)."""
     submissions = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+    with os.scandir(folder) as scanned:
+        entries = sorted(scanned, key=lambda entry: entry.name)
+    for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            files = sorted((p for p in entry.rglob("*") if is_candidate(p)
-                            and not any(part.startswith(".") for part in p.relative_to(entry).parts)),
-                           key=lambda p: p.relative_to(entry).as_posix())
-            submissions.append((entry.name, files))
-        elif is_candidate(entry):
-            submissions.append((entry.name, [entry]))
+        if entry.is_dir(follow_symlinks=False):
+            submissions.append((entry.name, submitted_files(Path(entry.path))))
+        elif gets_row(entry):
+            submissions.append((entry.name, [Path(entry.path)]))
     return submissions
 
 
@@ -128,12 +155,8 @@ def add_z_scores(rows, seeds):
 # --- the outputs ------------------------------------------------------------------------------------------------
 
 def csv_text(rows):
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([cell(row, column) for column in COLUMNS])
-    return out.getvalue()
+    """grades.csv: one row per file, the COLUMNS (through grading.csvfile, so that no cell is a formula)."""
+    return csvfile.csv_text(COLUMNS, ({column: cell(row, column) for column in COLUMNS} for row in rows))
 
 
 def cell(row, column):
@@ -167,10 +190,7 @@ def best_rows(rows):
 
 def scores_text(rows):
     """scores.csv: one row per submission, the score to paste into a gradebook (see :func:`best_rows`)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SCORE_COLUMNS)
-    by_submission = {}
+    by_submission, lines = {}, []
     for row in rows:
         by_submission.setdefault(row["submission"], []).append(row)
     for submission, best in best_rows(rows).items():
@@ -178,14 +198,14 @@ def scores_text(rows):
         others = f"best of {len(files)} files (grades.csv has each)" if len(files) > 1 else ""
         if best is not None:
             notes = [*(best["notes"] if best["status"] == "flagged" else []), *([others] if others else [])]
-            writer.writerow([submission, f"{best['test_acc']:.2f}", best["file"], best["model"], best["status"],
-                             "; ".join(notes)])
+            lines.append([submission, f"{best['test_acc']:.2f}", best["file"], best["model"], best["status"],
+                          "; ".join(notes)])
         else:
             worst = min(files, key=lambda row: WORST_FIRST.index(row["status"]))
             note = "; ".join(worst["notes"])
-            writer.writerow([submission, "", worst["file"], worst["model"], worst["status"],
-                             f"{worst['file']}: {note}" if worst["file"] and len(files) > 1 else note])
-    return out.getvalue()
+            lines.append([submission, "", worst["file"], worst["model"], worst["status"],
+                          f"{worst['file']}: {note}" if worst["file"] and len(files) > 1 else note])
+    return csvfile.csv_text(SCORE_COLUMNS, (dict(zip(SCORE_COLUMNS, line)) for line in lines))
 
 
 def counts(rows):

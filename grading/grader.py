@@ -20,7 +20,7 @@ from common import models
 from common.safe_pickle import sha256_of
 from grading.evaluate import choose_layout, numpy_network, scores, torch_network
 from grading.identify import identify
-from grading.loaders import FileVerdict, read_model_file, sniff
+from grading.loaders import FileVerdict, open_model_file, read_model_file, sniff, too_deep
 
 # The grader's architecture names ("mlp", "cnn") -> the kit's: common.models names a model <architecture>_<framework>.
 KIT_MODELS = {({"nn": "mlp", "cnn": "cnn"}[models.architecture(m)], models.framework(m)): m for m in models.MODELS}
@@ -40,15 +40,23 @@ class Data:
     train_labels: np.ndarray
 
 
+def follows_links(task):
+    """Whether the task's file may be a symbolic link, followed: the kit's reference/ checkpoints and the
+    original's pickles, which the instructor names; a submitted file never is."""
+    return task["purpose"] == "reference"
+
+
 def prepare(task):
     """Before the memory cap: import torch in the worker that is about to read a PyTorch file."""
     try:
-        if sniff(task["path"]) == "torch":
-            import torch
+        with open_model_file(task["path"], follows_links(task)) as f:
+            if sniff(f) != "torch":
+                return
+        import torch
 
-            torch.set_num_threads(1)
-    except OSError:
-        pass  # read_model_file says why
+        torch.set_num_threads(1)
+    except (OSError, FileVerdict):
+        pass  # grade_file says why
 
 
 def grade_file(task, data):
@@ -58,8 +66,10 @@ def grade_file(task, data):
     result = {"status": None, "model": "", "architecture": None, "test_acc": None, "test_loss": None,
               "evaluated_with": "", "format": "", "sha256": None, "notes": [], "signature": None}
     try:
-        result["sha256"] = sha256_of(path)
-        contents = read_model_file(path)
+        with open_model_file(path, follows_links(task)) as f:  # opened once: every read below is of this file
+            result["sha256"] = sha256_of(f)
+            f.seek(0)
+            contents = read_model_file(f)
         result["format"] = contents.format
         found = identify(contents.entries)
         evaluate(found, contents, task["purpose"], data, result)
@@ -69,6 +79,9 @@ def grade_file(task, data):
     except OSError as e:
         result["status"] = "unreadable"
         result["notes"].insert(0, f"cannot read it: {e.strerror or e}")
+    except RecursionError:  # a walk of the file's containers that the loaders' depth limits missed
+        result["status"] = "refused"
+        result["notes"].insert(0, str(too_deep()))
     result["seconds"] = time.perf_counter() - started
     return result
 

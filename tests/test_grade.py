@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from common import original_pickle
+from common import original_pickle, safe_pickle
 from common.errors import UserError
 from conftest import ROOT, run_script
-from grading import gradebook
+from grading import csvfile, gradebook
 from grading.grader import Data, grade_file
 from grading.identify import cnn_layouts, identify
 from grading.loaders import FileVerdict, read_model_file
@@ -127,6 +127,59 @@ def test_bad_pickles_get_one_line_verdicts(tmp_path, make, status, pattern):
     with pytest.raises(FileVerdict, match=pattern) as e:
         read_model_file(write(tmp_path / "m.pkl", make()))
     assert e.value.status == status and "\n" not in str(e.value)
+
+
+def nested_pickle(kind, depth):
+    """A protocol-2 pickle, written opcode by opcode (the pickler itself would recurse): ``depth`` dicts each
+    inside the one before ({"a": {"a": ...}}), lists ([[[...]]]), or a dict keyed by a tuple that deep."""
+    if kind == "dicts":
+        return b"\x80\x02" + (b"}" + b"X\x01\x00\x00\x00a") * (depth - 1) + b"}" + b"s" * (depth - 1) + b"."
+    if kind == "lists":
+        return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+    return b"\x80\x02}" + b")" + b"\x85" * (depth - 1) + b"K\x01s."  # {((((),),),): 1}: hashing it recurses in C
+
+
+def nested_torch_file(depth):
+    """A torch.save zip whose data.pkl is the tuple-keyed dict of :func:`nested_pickle`."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("archive/data.pkl", nested_pickle("tuple key", depth))
+        archive.writestr("archive/byteorder", b"little")
+        archive.writestr("archive/version", b"3\n")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dicts", "lists"])
+def test_a_pickle_nested_100000_deep_is_refused_in_one_line(tmp_path, kind):
+    data = nested_pickle(kind, 100_000)
+    obj, depth = pickle.loads(data), 0
+    while obj:  # the pickle is what it says: 100,000 containers, each inside the one before
+        obj, depth = next(iter(obj.values())) if kind == "dicts" else obj[0], depth + 1
+    assert depth == 100_000 - 1
+    with pytest.raises(FileVerdict, match=rf"nested deeper than {safe_pickle.MAX_NESTING} levels") as e:
+        read_model_file(write(tmp_path / "deep.pkl", data))
+    assert e.value.status == "refused" and "\n" not in str(e.value)
+
+
+def test_the_note_check_and_note_values_stop_at_the_nesting_limit():
+    deep = {}
+    for _ in range(100_000):
+        deep = {"a": deep}
+    assert not safe_pickle.is_note(deep)  # not a RecursionError: no note is that deep
+    shallow = {"a": {"b": {"c": 1}}}
+    assert safe_pickle.is_note(shallow) and safe_pickle.note_value(shallow) == shallow
+    looped = []
+    looped.append(looped)
+    for value in (deep, looped):
+        with pytest.raises(safe_pickle.TooDeep):
+            safe_pickle.check_nesting(value)
+    value = safe_pickle.note_value(deep)
+    for _ in range(safe_pickle.MAX_NESTING):
+        value = value["a"]
+    assert value == "..."
 
 
 def test_a_whole_pickled_module_is_refused_with_how_to_save_a_state_dict(tmp_path):
@@ -260,6 +313,25 @@ def test_a_slow_a_huge_and_a_crashing_task_cost_their_own_rows_only():
 
 
 # --- the gradebook ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_csv_text_cell_a_spreadsheet_would_take_for_a_formula_is_quoted(start):
+    text = f"{start}HYPERLINK(\"http://evil.example/\",\"x\")"
+    assert csvfile.cell_text(text) == "'" + text
+    (line,) = csv.DictReader(csvfile.csv_text(("submission", "score"), [{"submission": text, "score": 1.5}])
+                             .splitlines(keepends=True))
+    assert line == {"submission": "'" + text, "score": "1.5"}
+
+
+def test_csv_numbers_empty_cells_and_plain_text_are_written_as_they_are():
+    for value, text in [(-0.5, "-0.5"), (97.94, "97.94"), ("-0.5000", "-0.5000"), ("97.94", "97.94"), ("+1", "+1"),
+                        ("-1e-05", "-1e-05"), (-3, "-3"), (np.float64(-2.25), "-2.25"), (None, ""), ("", ""),
+                        ("ann", "ann"), ("model.pkl", "model.pkl"), ("a=b", "a=b")]:
+        assert csvfile.cell_text(value) == text, value
+    for text in ("-rf", "-1+cmd|' /C calc'!A0", "-inf", "+", "-"):
+        assert csvfile.cell_text(text) == "'" + text
+    assert csvfile.csv_text(("a", "b"), [{"a": None}]) == "a,b\n,\n"
+
 
 def row(submission, file, sha, signature, acc=98.0, model="nn_numpy", status="graded"):
     return {"submission": submission, "file": file, "sha256": sha, "architecture": "mlp", "model": model,
@@ -536,3 +608,108 @@ def test_a_whole_class_is_graded_in_one_command(tmp_path, mnist_dir):
         results = __import__("json").loads((tmp_path / "graded" / "gradescope" / submission / "results.json")
                                            .read_text())
         assert results["score"] == (float(line["score"]) if line["score"] else 0.0), submission
+
+
+# --- hostile submissions: formulas in names, deep nesting, links and FIFOs -----------------------------------
+
+HOSTILE_FOLDER = '=HYPERLINK("evil.example?id=1","click")'  # a folder's name holds no /
+HOSTILE_FILE = "-rf.pkl"
+LOOSE_FILE = "+SUM(1+1).pkl"
+TAB_FOLDER = "\t@tab"
+
+
+@pytest.fixture(scope="module")
+def hostile_class(tmp_path_factory, mnist_dir):
+    """grade.py run once on a class of hostile submissions: names a spreadsheet would run, pickles nested
+    100,000 deep, a FIFO named model.pkl, links (looping, dangling, to a model outside, to a folder outside)."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("a FIFO is needed (os.mkfifo)")
+    tmp = tmp_path_factory.mktemp("hostile")
+    folder, outside = tmp / "class", tmp / "outside"
+    model = pickle.dumps(named(mlp_params(11), ORIGINAL_NAMES))
+    write(outside / "secret.pkl", model)  # a valid model: graded only if a link to it were followed
+    write(outside / "folder" / "model.pkl", model)
+    write(folder / HOSTILE_FOLDER / HOSTILE_FILE, model)
+    write(folder / LOOSE_FILE, pickle.dumps(named(mlp_params(12), ORIGINAL_NAMES)))
+    write(folder / TAB_FOLDER / "@model.pkl", b"not a pickle")
+    write(folder / "deep" / "dicts.pkl", nested_pickle("dicts", 100_000))
+    write(folder / "deep" / "lists.pkl", nested_pickle("lists", 100_000))
+    write(folder / "deep" / "tuple_key.pkl", nested_pickle("tuple key", 1_000_000))  # hashing it crashed
+    write(folder / "deep" / "tuple_key.pt", nested_torch_file(1_000_000))
+    links = folder / "links"
+    links.mkdir(parents=True)
+    os.mkfifo(links / "model.pkl")
+    os.symlink("loop.pkl", links / "loop.pkl")
+    os.symlink("nowhere.pkl", links / "dangling.pkl")
+    os.symlink(outside / "secret.pkl", links / "outside.pkl")
+    os.symlink(outside / "folder", links / "linked")
+    os.symlink(outside / "folder", folder / "linked_student")
+    result = run_script(ROOT / "grade.py", folder, "--out", tmp / "graded", "--original", tmp / "no-original",
+                        "--reference", tmp / "no-reference", "--timeout", "60", "--quiet",
+                        env={"MNIST_DIR": str(mnist_dir)}, timeout=240)  # a FIFO opened would block: no hang
+    assert result.returncode == 0, result.stderr
+    with open(tmp / "graded" / "grades.csv", newline="") as f:
+        grades = {(r["submission"], r["file"]): r for r in csv.DictReader(f)}
+    with open(tmp / "graded" / "scores.csv", newline="") as f:
+        scores = {r["submission"]: r for r in csv.DictReader(f)}
+    return grades, scores, result
+
+
+def test_grades_csv_quotes_submission_and_file_names_a_spreadsheet_would_run(hostile_class):
+    grades, _, _ = hostile_class
+    hostile = grades["'" + HOSTILE_FOLDER, "'" + HOSTILE_FILE]
+    assert hostile["status"] == "graded" and float(hostile["test_acc"]) >= 0
+    assert hostile["z_score"] == "" or float(hostile["z_score"]) < 0  # a negative number is left as it is
+    assert grades["'" + LOOSE_FILE, "'" + LOOSE_FILE]["status"] == "graded"
+    assert grades["'" + TAB_FOLDER, "'@model.pkl"]["status"] == "unreadable"
+    assert not any(cell[:1] in csvfile.FORMULA_STARTS for line in grades.values() for cell in line.values()
+                   if not csvfile.NUMBER.fullmatch(cell))
+
+
+def test_scores_csv_quotes_submission_and_file_names_a_spreadsheet_would_run(hostile_class):
+    grades, scores, _ = hostile_class
+    line = scores["'" + HOSTILE_FOLDER]
+    assert line["file"] == "'" + HOSTILE_FILE and line["score"] == grades["'" + HOSTILE_FOLDER, "'" + HOSTILE_FILE][
+        "test_acc"]
+    assert (scores["'" + LOOSE_FILE]["file"], scores["'" + LOOSE_FILE]["status"]) == ("'" + LOOSE_FILE, "graded")
+    assert (scores["'" + TAB_FOLDER]["file"], scores["'" + TAB_FOLDER]["status"]) == ("'@model.pkl", "unreadable")
+    assert not any(cell[:1] in csvfile.FORMULA_STARTS for line in scores.values() for cell in line.values()
+                   if not csvfile.NUMBER.fullmatch(cell))
+
+
+def test_pickles_nested_100000_deep_get_a_refused_row_and_no_traceback(hostile_class):
+    grades, _, result = hostile_class
+    for name in ("dicts.pkl", "lists.pkl", "tuple_key.pkl", "tuple_key.pt"):
+        line = grades["deep", name]
+        assert line["status"] == "refused", (name, line["note"])
+        assert f"nested deeper than {safe_pickle.MAX_NESTING} levels" in line["note"], name
+    assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+
+
+def test_a_fifo_and_symbolic_links_get_refused_rows_and_nothing_outside_is_read(hostile_class):
+    grades, scores, _ = hostile_class
+    link = "a symbolic link (links are not followed)"
+    assert grades["links", "model.pkl"]["status"] == "refused"
+    assert grades["links", "model.pkl"]["note"].startswith("a FIFO (named pipe), not a regular file")
+    for name in ("loop.pkl", "dangling.pkl", "outside.pkl", "linked"):
+        line = grades["links", name]
+        assert (line["status"], line["sha256"], line["test_acc"]) == ("refused", "", ""), name
+        assert line["note"].startswith(link), name
+    assert not any(key[0] == "links" and key[1].startswith("linked/") for key in grades)  # not walked into
+    assert grades["linked_student", "linked_student"]["status"] == "refused"
+    assert grades["linked_student", "linked_student"]["note"].startswith(link)
+    assert (scores["links"]["status"], scores["links"]["score"]) == ("refused", "")
+
+
+def test_submissions_list_fifos_and_links_without_following_any(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("a FIFO is needed (os.mkfifo)")
+    write(tmp_path / "outside" / "model.pkl", b"x")
+    write(tmp_path / "class" / "ann" / "notes.txt", b"x")
+    os.mkfifo(tmp_path / "class" / "ann" / "pipe.npz")
+    os.mkfifo(tmp_path / "class" / "ann" / "pipe.txt")  # not named as a model: no row, as notes.txt
+    os.symlink(tmp_path / "outside", tmp_path / "class" / "ann" / "sub")
+    os.symlink(tmp_path / "outside" / "model.pkl", tmp_path / "class" / "ann" / ".hidden.pkl")
+    os.symlink(tmp_path / "outside", tmp_path / "class" / "ben")
+    found = {name: [p.name for p in files] for name, files in gradebook.find_submissions(tmp_path / "class")}
+    assert found == {"ann": ["pipe.npz", "sub"], "ben": ["ben"]}
