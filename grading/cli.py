@@ -106,8 +106,7 @@ def reference_files(args, candidates=ORIGINAL_FOLDERS):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     submissions_dir, out = check_folders(args)
-    from grading.gradebook import (add_z_scores, counts, find_submissions, flag_duplicates, seed_accuracies,
-                                   write_outputs)
+    from grading.gradebook import add_z_scores, counts, find_submissions, seed_accuracies, write_outputs
 
     submissions = find_submissions(submissions_dir)
     started = time.perf_counter()
@@ -115,6 +114,23 @@ def main(argv=None):
     references, references_line, original_warning = reference_files(args)
     if original_warning:
         print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
+    rows = grade_files(submissions, submissions_dir, references, data, args)
+    seeds = seed_accuracies(Path(args.figures))
+    add_z_scores(rows, seeds)
+    command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning)
+    print(f"grade.py: {plural(len(rows), 'row')} ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
+          f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
+          + (f" and {out / 'gradescope'}/" if args.gradescope else "")
+          + f"; one score per submission: {out / 'scores.csv'}"
+          + (f"; {original_warning}" if original_warning else ""), flush=True)
+
+
+def grade_files(submissions, submissions_dir, references, data, args):
+    """The rows of every submitted file (graded in the workers beside the reference files, copies flagged) and
+    of every submission without one, sorted by submission and file."""
+    from grading.gradebook import flag_duplicates
+
     tasks = [{"path": str(path), "purpose": "grade", "submission": name,
               "file": (path.name if path.parent == submissions_dir
                        else path.relative_to(submissions_dir / name).as_posix())}
@@ -133,15 +149,7 @@ def main(argv=None):
     reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
                       if task["purpose"] == "reference" and results[i].get("sha256")]
     flag_duplicates(rows, reference_rows)
-    seeds = seed_accuracies(Path(args.figures))
-    add_z_scores(rows, seeds)
-    command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning)
-    print(f"grade.py: {plural(len(rows), 'row')} ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
-          f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
-          + (f" and {out / 'gradescope'}/" if args.gradescope else "")
-          + f"; one score per submission: {out / 'scores.csv'}"
-          + (f"; {original_warning}" if original_warning else ""), flush=True)
+    return rows
 
 
 EMPTY = {"model": "", "architecture": None, "test_acc": None, "test_loss": None, "evaluated_with": "",
