@@ -8,6 +8,7 @@ import binascii
 import http.server
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -43,6 +44,9 @@ MAX_BODY = 4 * math.ceil(SIDES[1] ** 2 / 3) + 4096
 GET_PATHS = {*STATIC, "/favicon.ico", "/api/models", "/api/test-image"}
 POST_PATHS = {"/api/predict"}
 EMPTY = "draw a digit"
+BODY_TIMEOUT = 5  # seconds a body may pause before a 408: once the headers are in, the rest comes at once
+BACKLOG = 128  # connections waiting to be accepted: socketserver's 5 reset some of a class of 50 at once
+DROPPED = (ConnectionError, TimeoutError)  # a client gone (BrokenPipe, ConnectionReset, ...): nothing to say
 
 
 class BadRequest(Exception):
@@ -52,6 +56,11 @@ class BadRequest(Exception):
     def __init__(self, status, message, headers=None):
         super().__init__(message)
         self.status, self.headers = status, headers or {}
+
+
+def one_line(error):
+    """An exception as one terminal line: its type and message, newlines folded."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def method_not_allowed(method, path):
@@ -219,6 +228,10 @@ def canvas_from_json(body):
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(400, f"the body is not JSON ({e})") from None
+    except RecursionError:
+        raise BadRequest(400, "the body's JSON is nested too deeply") from None
+    except ValueError:  # the only other ValueError json.loads raises: Python's limit on an int's digits
+        raise BadRequest(400, f"the body's JSON has a number over {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(request, dict):
         raise BadRequest(400, 'expected a JSON object {"width": W, "height": H, "pixels": base64}')
     width, height, pixels = request.get("width"), request.get("height"), request.get("pixels")
@@ -232,6 +245,13 @@ def canvas_from_json(body):
     if len(data) != width * height:
         raise BadRequest(400, f"pixels holds {len(data)} bytes; a {width}x{height} canvas needs {width * height}")
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width) / 255.0
+
+
+def parse_index(text):
+    """The ?index= of /api/test-image as an int; anything but digits with an optional minus is a BadRequest(400)."""
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):  # 18: far past any test set, and int() takes it
+        raise BadRequest(400, f"index must be a whole number (at most 18 digits), got {text[:40]!r}")
+    return int(text)
 
 
 def make_handler(app):
@@ -273,9 +293,7 @@ def make_handler(app):
                 return 200, None, app.models()
             if url.path == "/api/test-image":
                 index = parse_qs(url.query).get("index", [None])[0]
-                if index is not None and not index.lstrip("-").isdecimal():
-                    raise BadRequest(400, f"index must be a whole number, got {index!r}")
-                return 200, None, app.test_image(None if index is None else int(index))
+                return 200, None, app.test_image(None if index is None else parse_index(index))
             raise BadRequest(404, f"no such page: {url.path}")
 
         def route_post(self):
@@ -287,14 +305,26 @@ def make_handler(app):
             return 200, None, app.predict(preprocess(canvas_from_json(self.read_body())))
 
         def read_body(self):
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdecimal():
+            """The request's body: Content-Length bytes, each pause in them at most BODY_TIMEOUT s (else 408)."""
+            digits = self.headers.get("Content-Length")
+            if digits is None or not (digits.isascii() and digits.isdigit()):
                 raise BadRequest(411, "a Content-Length header is required")
-            length = int(length)
-            if length > MAX_BODY:
-                self.discard(length)
-                raise BadRequest(413, f"the body is {length} bytes; the limit is {MAX_BODY}")
-            return self.rfile.read(length)
+            length = int(digits) if len(digits) <= 18 else math.inf  # int() refuses more than 4300 digits
+            self.connection.settimeout(BODY_TIMEOUT)
+            try:
+                if length > MAX_BODY:
+                    self.discard(length)
+                    raise BadRequest(413, f"the body is {digits[:40]} bytes; the limit is {MAX_BODY}")
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True  # what may still come of the body is no request
+                raise BadRequest(408, f"the body stopped coming: nothing for {BODY_TIMEOUT} s") from None
+            finally:
+                self.connection.settimeout(self.timeout)
+            if len(body) < length:  # the client closed its side early; the answer can still reach it
+                self.close_connection = True
+                raise BadRequest(400, f"the body ended after {len(body)} of its {length} bytes")
+            return body
 
         def discard(self, length):
             """Read an oversized body away in chunks, so the client sees the 413 and not a reset connection."""
@@ -316,8 +346,10 @@ def make_handler(app):
                     body["milliseconds"] = round((time.perf_counter() - started) * 1000, 2)
             except BadRequest as e:
                 status, content_type, body, headers = e.status, None, {"error": str(e)}, e.headers
+            except DROPPED:
+                raise  # no one to answer: Server.handle_error lets it go quietly
             except Exception as e:  # a bug must not stop the server: one line here, a 500 to the page
-                print(f"draw.py: {self.command} {self.path}: {type(e).__name__}: {e}", file=sys.stderr)
+                print(f"draw.py: {self.command} {self.path}: {one_line(e)}", file=sys.stderr)
                 status, content_type, body = 500, None, {"error": f"{type(e).__name__}: {e}"}
             if content_type is None:
                 content_type, body = "application/json", strict_json(body).encode()
@@ -356,9 +388,22 @@ def build_parser():
     return p
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """The page's server: a thread per connection, a backlog for a classroom, quiet about dropped clients."""
+
+    request_queue_size = BACKLOG
+    daemon_threads = True  # Ctrl-C stops the server without waiting for a client's open connection
+
+    def handle_error(self, request, client_address):
+        """A client that went away: nothing, it is normal; any other error: one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, DROPPED):
+            print(f"draw.py: a request from {client_address[0]}: {one_line(error)}", file=sys.stderr, flush=True)
+
+
 def serve(host, port, app):
     try:
-        return http.server.ThreadingHTTPServer((host, port), make_handler(app))
+        return Server((host, port), make_handler(app))
     except OSError as e:
         raise UsageError(f"cannot serve on {host}:{port} ({e.strerror or e}); "
                          f"pass another --port (0 picks a free one)") from None
@@ -380,7 +425,6 @@ def main(argv=None):
         print("no trained model found: `make reproduce` trains all four; the page still shows the "
               "preprocessing", flush=True)
     server = serve(args.host, args.port, App(slots, args.data_dir))
-    server.daemon_threads = True
     url = f"http://{args.host}:{server.server_address[1]}/"
     print(f"serving {url} (Ctrl-C to stop)", flush=True)
     threading.Thread(target=load_in_background, args=(slots,), daemon=True).start()

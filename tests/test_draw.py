@@ -6,8 +6,10 @@ import http.client
 import json
 import os
 import queue
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -119,9 +121,7 @@ class DrawServer:
         return response.status, json.loads(data) if is_json else data
 
     def predict(self, canvas):
-        grey = np.round(np.asarray(canvas) * 255).astype(np.uint8)
-        body = {"width": grey.shape[1], "height": grey.shape[0], "pixels": base64.b64encode(grey.tobytes()).decode()}
-        return self.request("POST", "/api/predict", json.dumps(body))
+        return self.request("POST", "/api/predict", predict_body(canvas))
 
     def wait_loaded(self):
         deadline = time.monotonic() + 60
@@ -133,6 +133,26 @@ class DrawServer:
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def predict_body(canvas):
+    """The /api/predict body for a (H, W) canvas of grey levels in [0, 1], as the page sends it."""
+    grey = np.round(np.asarray(canvas) * 255).astype(np.uint8)
+    body = {"width": grey.shape[1], "height": grey.shape[0], "pixels": base64.b64encode(grey.tobytes()).decode()}
+    return json.dumps(body)
+
+
+def raw_response(sock):
+    """(status, JSON body) of the answer read from a raw socket."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, json.loads(response.read())
+
+
+def reset_close(sock):
+    """Close ``sock`` with a reset (RST) instead of the orderly FIN: a client that crashed or was killed."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +394,127 @@ def test_without_mnist_the_test_image_request_says_so(tmp_path):
         assert status == 503 and "no MNIST test set here" in answer["error"]
     finally:
         s.close()
+
+
+# --- clients that misbehave, and many at once (issues 4-6, from a fuzzing session) -----------------------------
+
+def test_a_client_that_hangs_up_early_leaves_no_traceback_and_the_server_serves_on(server):
+    """Issue 4: each early disconnect printed socketserver's traceback on draw.py's terminal (387 under load)."""
+    server.wait_loaded()
+    good = seven(280, 90, 40, 60)
+    body = predict_body(good).encode()
+    head = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+    sent = [b"GET /api/mo",                                            # half a request line
+            b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",     # a whole request, its answer not read
+            head + body[:1000],                                        # half a body
+            head + body]                                               # a prediction, its answer not read
+    before = len(server.lines)
+    for _ in range(3):
+        for data in sent:
+            for close in (reset_close, socket.socket.close):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                sock.sendall(data)
+                close(sock)
+    time.sleep(1)  # for the server's threads to meet the closed connections
+    assert server.predict(good)[0] == 200
+    terminal = "".join(server.lines[before:])
+    assert "Traceback" not in terminal and "Error" not in terminal, terminal
+
+
+def test_malformed_json_and_queries_get_a_400_not_a_500(server):
+    """Issue 5: deep nesting (RecursionError), a 5,000-digit number (Python's int digit limit), index=--1 and
+    a 5,000-digit Content-Length were answered 500."""
+    good = seven(280, 90, 40, 60)
+    digits = "1" * 5000
+    cases = [("POST", "/api/predict", "[" * 100_000, None, 400, "nested too deeply"),
+             ("POST", "/api/predict", '{"a": ' * 50_000 + "1" + "}" * 50_000, None, 400, "nested too deeply"),
+             ("POST", "/api/predict", '{"width": ' + digits + "}", None, 400, "over 4300 digits"),
+             ("POST", "/api/predict", json.dumps({"width": 280, "height": 280})[:-1] + ', "pixels": [' + digits
+              + "]}", None, 400, "over 4300 digits"),
+             ("POST", "/api/predict", None, {"Content-Length": "9" * 5000}, 413, "the limit is"),
+             ("GET", "/api/test-image?index=--1", None, None, 400, "whole number"),
+             ("GET", "/api/test-image?index=1-2", None, None, 400, "whole number"),
+             ("GET", "/api/test-image?index=" + digits, None, None, 400, "whole number")]
+    for method, path, body, headers, status, words in cases:
+        got, answer = server.request(method, path, body, headers)
+        assert (got, set(answer), words in answer["error"]) == (status, {"error"}, True), (path[:40], answer)
+        assert server.predict(good)[0] == 200
+
+
+def test_a_body_shorter_than_its_content_length_gets_a_408_within_seconds(server):
+    """Issue 5: the handler waited its 30 s socket timeout for the missing bytes, holding a thread, then
+    answered 500."""
+    head = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        started = time.monotonic()
+        sock.sendall(head + b"{}")  # 98 bytes short, and the connection left open
+        status, answer = raw_response(sock)
+        took = time.monotonic() - started
+    assert (status, set(answer)) == (408, {"error"}) and "stopped coming" in answer["error"], answer
+    assert took < 15, f"the 408 took {took:.1f} s"  # BODY_TIMEOUT is 5 s; it took the handler's 30 s
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head + b"{}")
+        sock.shutdown(socket.SHUT_WR)  # the client says it has sent all it will: told at once, not in 5 s
+        status, answer = raw_response(sock)
+    assert status == 400 and "ended after 2 of its 100 bytes" in answer["error"], answer
+    assert server.predict(seven(280, 90, 40, 60))[0] == 200
+
+
+def test_the_server_holds_a_classroom_of_connections_waiting_to_be_accepted():
+    """Issue 6: a listen backlog of 5 (socketserver's default) turned away the connections of 50 clients at once."""
+    srv = draw_server.serve("127.0.0.1", 0, draw_server.App([]))
+    socks, serving = [], False
+    try:
+        assert srv.request_queue_size >= 128 and srv.daemon_threads
+        # 50 connections before the server accepts any: the kernel completes a handshake only while the
+        # backlog has room for it, and drops the others' SYNs (their retries too, while nothing is accepted)
+        for _ in range(50):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(srv.server_address)
+            socks.append(sock)
+        waiting, deadline = set(socks), time.monotonic() + 10
+        while waiting and time.monotonic() < deadline:
+            for sock in select.select([], list(waiting), [], 0.1)[1]:
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                waiting.discard(sock)
+        assert not waiting, f"{len(waiting)} of 50 connections were not taken in"
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        serving = True
+        for sock in socks:
+            sock.settimeout(30)
+            sock.sendall(b"GET /api/models HTTP/1.0\r\n\r\n")
+        assert [raw_response(sock) for sock in socks] == [(200, {"models": []})] * 50
+    finally:
+        for sock in socks:
+            sock.close()
+        if serving:
+            srv.shutdown()
+        srv.server_close()
+
+
+def test_fifty_clients_at_once_all_get_their_answers(server):
+    """Issue 6: with 50 clients some connections were reset (half of these 150 with the backlog of 5)."""
+    body = predict_body(seven(280, 90, 40, 60))
+    start, statuses, errors = threading.Barrier(50), [], []
+
+    def client():
+        start.wait(timeout=60)  # all at once, as a class told "now draw a 7"
+        for _ in range(3):
+            try:
+                statuses.append(server.request("POST", "/api/predict", body)[0])
+            except OSError as e:
+                errors.append(repr(e))
+
+    before = len(server.lines)
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "the clients did not finish in 120 s"
+    assert (len(errors), errors[:3]) == (0, []) and statuses == [200] * 150
+    assert "Traceback" not in "".join(server.lines[before:])
 
 
 # --- the page in a real browser ----------------------------------------------------------------------------
