@@ -11,6 +11,11 @@ handling, and at the end metrics.json, the figures and the checkpoint.
 
 Nothing is written until the run ends well. A diverging loss raises :class:`Diverged` and writes nothing.
 Ctrl-C keeps the last complete epoch beside, never over, the outputs of an earlier finished run.
+
+One run at a time writes a given output folder and checkpoint: a Run locks both as it is created (before any
+training), and a second run that finds them in use refuses in one line naming the other (common/lock.py). The
+locks go when the run ends, however it ends: finish(), an error or a signal out of ``with run``, or the
+process's end.
 """
 
 import datetime
@@ -30,6 +35,7 @@ from common import metrics, plots
 from common.checkpoint import FORMAT, interrupted_path
 from common.errors import SigTerm, UsageError, UserError
 from common.io import OutputSet, check_writable, write_json
+from common.lock import take
 from common.provenance import ROOT, code_digest, machine_id
 
 TITLES = {"nn_numpy": "MLP, NumPy", "nn_torch": "MLP, PyTorch", "cnn_numpy": "CNN, NumPy",
@@ -175,6 +181,35 @@ class Run:
         self.machine = machine_id()
         self.started = time.perf_counter()
         self.ctrl_c = CtrlC()
+        self.locks = []
+        self.lock()
+
+    def lock(self):
+        """Refuse, before any training, an output folder or checkpoint that another run is writing.
+
+        The lock lives where the files go: ``<out-dir>/<model>/.lock`` (every output but the checkpoint is in
+        that folder, and each model has its own, so two models into one --out-dir never collide) and, when this
+        run will write a checkpoint, ``.<name>.lock`` beside it (runs into two folders onto one checkpoint
+        would replace each other's). --eval-only writes into the folder but only reads the checkpoint, which
+        a training run replaces by a rename, so it locks the folder alone.
+        """
+        try:
+            self.locks.append(take(self.dir / ".lock", lambda holder: (
+                f"--out-dir {self.dir.parent}: {self.dir} is in use by another run ({holder}); wait for it to end, "
+                f"or give another --out-dir")))
+            if not self.eval_only:
+                self.locks.append(take(self.checkpoint.with_name(f".{self.checkpoint.name}.lock"), lambda holder: (
+                    f"--checkpoint {self.checkpoint} is in use by another run ({holder}); wait for it to end, or "
+                    f"give another --checkpoint")))
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self):
+        """Let the next run have this run's output folder and checkpoint (done once; later calls do nothing)."""
+        for lock in self.locks:
+            if lock is not None:
+                lock.release()
 
     # --- training -------------------------------------------------------------------------------------
     def epochs(self):
@@ -230,10 +265,14 @@ class Run:
 
     def __exit__(self, kind, value, traceback):
         self.ctrl_c.restore()
-        if (kind is not None and issubclass(kind, KeyboardInterrupt)) or (kind is None and self.ctrl_c.came):
-            # the latter: a signal dropped at the very end
-            terminated = kind is SigTerm or (kind is None and self.ctrl_c.came is SigTerm)
-            raise self.keep_interrupted(terminated) from None
+        try:
+            if (kind is not None and issubclass(kind, KeyboardInterrupt)) or (kind is None and self.ctrl_c.came):
+                # the latter: a signal dropped at the very end
+                terminated = kind is SigTerm or (kind is None and self.ctrl_c.came is SigTerm)
+                raise self.keep_interrupted(terminated) from None
+        finally:
+            if kind is not None or self.ctrl_c.came:  # the run ends here; else finish() follows, still locked
+                self.release()
         return False
 
     def keep_interrupted(self, terminated=False):
@@ -324,8 +363,14 @@ class Run:
         """Write metrics.json, the four figures and (after training) the checkpoint; returns the record.
 
         The files switch over as one set (common.io.OutputSet): a failure or Ctrl-C while they are written
-        leaves every earlier output as it was.
+        leaves every earlier output as it was. The run's locks go as it returns or raises.
         """
+        try:
+            return self.write_outputs(test_images, final)
+        finally:
+            self.release()
+
+    def write_outputs(self, test_images, final):
         final = final or self.history[-1]
         logits, labels = self.last
         predictions = np.asarray(logits).argmax(axis=1)

@@ -1,6 +1,7 @@
 """Everything a user can get wrong, driven through the real scripts: one clear line on stderr, the right exit
 code (2 for the command line, 1 otherwise, 130 for Ctrl-C), no traceback, and no good output lost."""
 
+import argparse
 import gzip
 import json
 import os
@@ -252,6 +253,130 @@ def test_ctrl_c_or_sigterm_keeps_the_last_complete_epoch_beside_the_good_outputs
     record_path.unlink()
     for interrupted in (good_runs / "checkpoints").glob(f"{script}.interrupted*"):  # the next signal's to write
         interrupted.unlink()
+
+
+# --- two runs into one output folder or onto one checkpoint ---------------------------------------------------------
+
+def start_training(out, checkpoint, *flags):
+    """nn_numpy.py training in the background into ``out`` and ``checkpoint``, returned once its first epoch is
+    done (it holds both then)."""
+    child = subprocess.Popen([sys.executable, ROOT / "nn_numpy.py", *flags, "--quiet", "--out-dir", out,
+                              "--checkpoint", checkpoint], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible)
+    line = child.stdout.readline()
+    assert line.startswith("nn_numpy: training with "), line + child.stderr.read()
+    line = child.stdout.readline()
+    assert line.startswith("epoch  1/"), line + child.stderr.read()
+    return child
+
+
+def locks(out, checkpoint):
+    """Where the kit locks a run's output folder and its checkpoint (common/run.py, Run.lock)."""
+    return out / "nn_numpy" / ".lock", checkpoint.with_name(f".{checkpoint.name}.lock")
+
+
+def held(path):
+    """Whether some process holds the flock on ``path``, tried the way the kit takes it (common/lock.py)."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases it if this took it
+    return False
+
+
+no_flock = pytest.mark.skipif(sys.platform == "win32", reason="no flock: runs are not locked on Windows")
+
+
+@no_flock
+def test_a_run_into_a_folder_or_checkpoint_in_use_refuses_naming_the_other_and_the_other_finishes(tmp_path, mnist_dir):
+    """Two runs into one --out-dir (two scripts at once, or reproduce.py beside a hand-run script) both exited 0,
+    and the later one's metrics.json, figures and checkpoint silently replaced the other's; so did two runs into
+    two folders onto one --checkpoint. The first run is stopped (SIGSTOP) while the others start, so it holds its
+    outputs throughout, and a run that waited for it instead of refusing would never return. (--eval-only and
+    the shared checkpoint are tried in this process, as the script's Run would be made: a script's start costs
+    seconds.)"""
+    from common.checkpoint import load_npz
+    from common.lock import InUse
+    from common.run import Run
+
+    out, checkpoint = tmp_path / "out", tmp_path / "ck" / "nn_numpy.npz"
+    first = start_training(out, checkpoint, "--epochs", "3", "--limit-train", "2000", "--batch-size", "8")
+    try:
+        first.send_signal(signal.SIGSTOP)
+        before = snapshot(tmp_path)
+        started = time.time()
+        second = run_script("nn_numpy.py", *QUICK, "--out-dir", out, "--checkpoint", tmp_path / "other.npz",
+                            timeout=60)
+        assert time.time() - started < 15
+        holder = (rf"is in use by another run \(pid {first.pid}, started \S+: `python \S*nn_numpy.py --epochs 3 "
+                  rf"--limit-train 2000 --batch-size 8 --quiet --out-dir {re.escape(str(out))} .*`\); wait for it "
+                  rf"to end, or give another")
+        folder = rf"--out-dir {re.escape(str(out))}: {re.escape(str(out / 'nn_numpy'))} {holder} --out-dir$"
+        expect_error(second, 2, rf"^nn_numpy.py: error: {folder}")
+        assert "epoch" not in second.stdout   # refused before training
+        for eval_only, out_dir, path, pattern in (
+                (True, out, ROOT / "reference" / "nn_numpy.npz", folder),
+                (False, tmp_path / "elsewhere", checkpoint,
+                 rf"^--checkpoint {re.escape(str(checkpoint))} {holder} --checkpoint$")):
+            args = argparse.Namespace(epochs=1, quiet=True, out_dir=str(out_dir), checkpoint=str(path),
+                                      eval_only=eval_only)
+            with pytest.raises(InUse, match=pattern) as refused:
+                Run("nn_numpy", "numpy", {}, args, save_checkpoint=None)
+            assert refused.value.exit_code == 2
+        assert snapshot(tmp_path) == before   # nothing written, the first run's lock files untouched
+    finally:
+        first.send_signal(signal.SIGCONT)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert f"outputs in {out / 'nn_numpy'}/ and {checkpoint}" in stdout
+    record = json.loads((out / "nn_numpy" / "metrics.json").read_text())
+    assert record["config"]["batch_size"] == 8 and [e["epoch"] for e in record["history"]] == [1, 2, 3]
+    assert sorted(p.name for p in (out / "nn_numpy").iterdir()) == ["confusion_matrix.png", "loss.png",
+                                                                    "metrics.json", "mistakes.png", "top3.png"]
+    assert load_npz(checkpoint, "nn_numpy")[1]["history"] == record["history"]
+    assert not list(tmp_path.rglob("*.lock"))   # each run removed its lock files as it ended
+
+
+@no_flock
+def test_a_killed_run_does_not_block_the_next(tmp_path, mnist_dir):
+    """SIGKILL (or a crash, or the kernel out of memory) gives a run no chance to clean up: its lock file stays,
+    but the lock was the process's, and the next run takes it."""
+    out, checkpoint = tmp_path / "out", tmp_path / "ck" / "nn_numpy.npz"
+    child = start_training(out, checkpoint, "--epochs", "100", "--limit-train", "1000")
+    try:
+        assert all(held(path) for path in locks(out, checkpoint))
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+    assert all(path.exists() and not held(path) for path in locks(out, checkpoint))
+    result = run_script("nn_numpy.py", *QUICK, "--no-figures", "--out-dir", out, "--checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert (out / "nn_numpy" / "metrics.json").is_file() and checkpoint.is_file()
+    assert not any(path.exists() for path in locks(out, checkpoint))
+
+
+@no_flock
+def test_ctrl_c_releases_the_run_s_folder_and_checkpoint(tmp_path, mnist_dir):
+    out, checkpoint = tmp_path / "out", tmp_path / "ck" / "nn_numpy.npz"
+    child = start_training(out, checkpoint, "--epochs", "100", "--limit-train", "1000")
+    try:
+        assert all(held(path) for path in locks(out, checkpoint))
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and re.search(r"interrupted during epoch \d+; epoch \d+'s results are in", stderr)
+    assert not any(path.exists() or held(path) for path in locks(out, checkpoint))
+    result = run_script("nn_numpy.py", *QUICK, "--no-figures", "--out-dir", out, "--checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "nn_numpy" / "metrics.json").read_text())["config"]["epochs"] == 1
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------
