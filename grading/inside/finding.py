@@ -203,10 +203,14 @@ def call(function, *args):
 
 # --- a layer with parameters: Linear and Conv ------------------------------------------------------------------
 
-def layer_with_params(namespace, kind, override, sizes, w_shapes, b_shape, prefer):
-    """(instance, W path, W layout, b path, b shape, description) of the first candidate class that builds with
-    ``sizes`` and holds arrays of one of ``w_shapes`` ({layout: shape}) and of b's size."""
-    tried = []
+def described(file, name, kwargs):
+    """"model.py:Dense(in=5, out=3)": where a class is and the sizes it was built with."""
+    return f"{short(file)}:{name}({', '.join(f'{k}={v}' for k, v in kwargs.items() if isinstance(v, (int, float)))})"
+
+
+def built_classes(namespace, kind, override, sizes, prefer, tried):
+    """(file, name, instance, kwargs) of each candidate class that builds with ``sizes``, in order; why each other
+    one did not goes to ``tried``."""
     for file, name, obj in candidates(namespace, kind, override, prefer):
         if not inspect.isclass(obj):
             continue
@@ -215,13 +219,20 @@ def layer_with_params(namespace, kind, override, sizes, w_shapes, b_shape, prefe
         except Missing as e:
             tried.append(str(e))
             continue
+        yield file, name, instance, kwargs
+
+
+def layer_with_params(namespace, kind, override, sizes, w_shapes, b_shape, prefer):
+    """(instance, W path, W layout, b path, b shape, description) of the first candidate class that builds with
+    ``sizes`` and holds arrays of one of ``w_shapes`` ({layout: shape}) and of b's size."""
+    tried = []
+    for file, name, instance, kwargs in built_classes(namespace, kind, override, sizes, prefer, tried):
         shapes = {shape: layout for layout, shape in reversed(w_shapes.items())}  # the first layout wins a tie
         w_path, w_shape = find_param(instance, set(shapes))
         size = int(np.prod(b_shape))
         b_path, b_found = find_param(instance, {(size,), (1, size), (size, 1)}, exclude={w_path})
         if w_path and b_path:
-            built = ", ".join(f"{k}={v}" for k, v in kwargs.items() if isinstance(v, (int, float)))
-            return instance, w_path, shapes[w_shape], b_path, b_found, f"{short(file)}:{name}({built})"
+            return instance, w_path, shapes[w_shape], b_path, b_found, described(file, name, kwargs)
         tried.append(f"{short(file)}:{name} holds no weights of shape {' or '.join(map(str, w_shapes.values()))} "
                      f"with a bias of {size}")
     raise Missing("; ".join(tried) or f"no class named like a {kind} layer")

@@ -14,9 +14,9 @@ import re
 
 import numpy as np
 
-from .finding import (BACKWARD, FORWARD, STEP, Missing, arrays_of, call, candidates, construct, defined,
-                      first, forward_backward, function_pair, gradient_of, layer_with_params, leaf, method,
-                      set_array, short, snapshot)
+from .finding import (BACKWARD, FORWARD, STEP, Missing, arrays_of, built_classes, call, candidates, construct,
+                      defined, described, first, forward_backward, function_pair, gradient_of, layer_with_params,
+                      leaf, method, set_array, short, snapshot)
 
 
 def linear_class(namespace, inputs, override, backward):
@@ -76,17 +76,13 @@ def linear(namespace, inputs, part, override=None):
 def stateless(namespace, kind, override, sizes, x, dout, prefer=()):
     """(y, dx or None, description) of the first candidate class (constructed with ``sizes``) or function pair."""
     tried = []
-    for file, name, obj in candidates(namespace, kind, override, prefer):
-        if not inspect.isclass(obj):
-            continue
+    for file, name, instance, kwargs in built_classes(namespace, kind, override, sizes, prefer, tried):
         try:
-            instance, kwargs = construct(obj, sizes)
             y, returned, _, fwd, bwd = forward_backward(instance, x, dout)
         except Missing as e:
             tried.append(str(e))
             continue
-        built = ", ".join(f"{k}={v}" for k, v in kwargs.items() if isinstance(v, (int, float)))
-        return y, (returned[0] if dout is not None else None), f"{short(file)}:{name}({built}), via {fwd}/{bwd}"
+        return y, (returned[0] if dout is not None else None), f"{described(file, name, kwargs)}, via {fwd}/{bwd}"
     try:
         forward, backward_fn, where = function_pair(namespace, kind, override)
     except Missing:
@@ -343,14 +339,8 @@ def pool(namespace, inputs, part, override=None):
     """inputs x (N, C, H, W), dout, size, stride. part "forward" -> {"y"}; "backward" -> {"dx"}; "both"."""
     size, stride = int(inputs["size"].reshape(-1)[0]), int(inputs["stride"].reshape(-1)[0])
     tried = []
-    for file, name, cls in candidates(namespace, "pool", override, ("cnn", "conv")):
-        if not inspect.isclass(cls):
-            continue
-        try:
-            instance, kwargs = construct(cls, {"pool": size, "stride": stride})
-        except Missing as e:
-            tried.append(str(e))
-            continue
+    for file, name, instance, kwargs in built_classes(namespace, "pool", override, {"pool": size, "stride": stride},
+                                                      ("cnn", "conv"), tried):
         settings = {key: getattr(instance, key) for key in ("stride",) if hasattr(instance, key)}
         if stride != size and settings.get("stride", size) != stride:
             raise Missing(f"{short(file)}:{name} did not take stride {stride} (only its pool size)")
@@ -358,8 +348,7 @@ def pool(namespace, inputs, part, override=None):
         if not fwd:
             raise Missing(f"{short(file)}:{name} has no forward-like method")
         images, y = images_layout(instance, inputs["x"], fwd)
-        built = ", ".join(f"{k}={v}" for k, v in kwargs.items() if isinstance(v, (int, float)))
-        meta = {"found": f"max pool: {short(file)}:{name}({built}), images {images}, via {fwd}/{bwd}"}
+        meta = {"found": f"max pool: {described(file, name, kwargs)}, images {images}, via {fwd}/{bwd}"}
         if part == "forward":
             return meta, {"y": y}
         dout = inputs["dout"] if images == "NCHW" else np.ascontiguousarray(inputs["dout"].transpose(0, 2, 3, 1))
