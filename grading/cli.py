@@ -48,6 +48,15 @@ def build_parser():
                    help="the kit's figures/ whose metrics.json give its seeds' accuracies for the z-scores "
                         "(default: figures/)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST files (default: $MNIST_DIR, then ./data)")
+    p.add_argument("--config", default=None,
+                   help="the rubric of the code: points per module part, tolerances, limits, the framework ban, "
+                        "per-student pointers (default: the kit's grading/grading.toml; the class's secret seed "
+                        "is kept beside it, or in OUT/secret.toml for the default)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run the students' code without bubblewrap, as your own user (only where bwrap cannot "
+                        "start; every feedback file and the summary say so)")
+    p.add_argument("--weights-only", action="store_true",
+                   help="grade the weight files only, as before the code was graded (default: the code too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -108,25 +117,90 @@ def main(argv=None):
     submissions_dir, out = check_folders(args)
     from grading.gradebook import add_z_scores, counts, find_submissions, seed_accuracies, write_outputs
 
-    submissions = find_submissions(submissions_dir)
-    started = time.perf_counter()
-    data = load_data(args.data_dir)  # first: without MNIST, its one line is all grade.py says
+    submissions, started = find_submissions(submissions_dir), time.perf_counter()
+    code = code_plan(submissions_dir, args, out)  # before MNIST: a sandbox that cannot start is said first
+    data, train = load_data(args.data_dir)  # without MNIST, its one line is all grade.py says
     references, references_line, original_warning = reference_files(args)
     if original_warning:
         print(f"grade.py: warning: {original_warning}", file=sys.stderr, flush=True)
-    rows = grade_files(submissions, submissions_dir, references, data, args)
+    rows = grade_files(submissions, submissions_dir, references, data, args, code is None)
     seeds = seed_accuracies(Path(args.figures))
     add_z_scores(rows, seeds)
     command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning)
-    print(f"grade.py: {plural(len(rows), 'row')} ({counts(rows)}) in {time.perf_counter() - started:.1f} s; "
-          f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
-          + (f" and {out / 'gradescope'}/" if args.gradescope else "")
-          + f"; one score per submission: {out / 'scores.csv'}"
-          + (f"; {original_warning}" if original_warning else ""), flush=True)
+    if code is not None:
+        code.update(grade_class_code(code, train, rows, args), command=command)
+    written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning, code)
+    print(last_line(rows, code, written, out, args, original_warning, started, counts), flush=True)
 
 
-def grade_files(submissions, submissions_dir, references, data, args):
+def last_line(rows, code, written, out, args, warning, started, counts):
+    """What grade.py says when it is done: what was graded, in how long, what was written, where the scores are."""
+    if code is not None:
+        students = code["students"]
+        points = [s.points for s in students]
+        graded = (f"the code of {plural(len(students), 'student')} (mean {sum(points) / len(points):.1f} of "
+                  f"{code['rubric'].max_points:g} points)" + (f" and {plural(len(rows), 'weight file')} "
+                                                              f"({counts(rows)})" if rows else ""))
+    else:
+        graded = f"{plural(len(rows), 'row')} ({counts(rows)})"
+    return (f"grade.py: {graded} in {time.perf_counter() - started:.1f} s; "
+            f"written: {', '.join(str(path) for path in written if path.name != 'scores.csv')}"
+            + (f" and {out / 'gradescope'}/" if args.gradescope and code is None else "")
+            + f"; one score per {'student' if code is not None else 'submission'}: {out / 'scores.csv'}"
+            + (f"; {warning}" if warning else ""))
+
+
+def code_plan(submissions_dir, args, out):
+    """None where only weights are graded (--weights-only, or no .py file in any student's folder), else what the
+    code grading needs: the students' folders, the rubric (its seed drawn once and kept), the sandbox."""
+    from grading.code_grade import python_files
+    from grading.rubric import DEFAULT, load_rubric
+    from grading.sandbox import sandbox_problem
+
+    folders = sorted((p for p in submissions_dir.iterdir() if p.is_dir() and not p.is_symlink()
+                      and not p.name.startswith(".")), key=lambda p: p.name)
+    if args.weights_only or not any(python_files(p) for p in folders):
+        return None
+    rubric = load_rubric(args.config or DEFAULT, out)
+    problem = None if args.no_sandbox else sandbox_problem()
+    if problem:
+        raise UsageError(problem)
+    return {"folders": folders, "rubric": rubric, "sandboxed": not args.no_sandbox}
+
+
+def grade_class_code(code, train, rows, args):
+    """{"students": [classbook.Student], "seconds"}: every student's code graded, --processes sandboxes at a time,
+    a progress bar on the terminal; each student's weight rows beside their code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from grading.classbook import Student
+    from grading.code_checks import probe_calls
+    from grading.code_grade import grade_code, mnist_slice
+
+    started, rubric = time.perf_counter(), code["rubric"]
+    calls = probe_calls(rubric.seed, mnist_slice(*train))
+    students = [Student(p.name, weights=[r for r in rows if r["submission"] == p.name]) for p in code["folders"]]
+    print(f"grade.py: the code of {plural(len(students), 'student')}, {args.processes} at a time, "
+          + ("each in a sandbox" if code["sandboxed"] else "WITHOUT a sandbox (--no-sandbox)"), flush=True)
+
+    def grade(item):
+        student, folder = item
+        try:
+            student.code = grade_code(folder, calls, rubric, student.id, code["sandboxed"])
+        except Exception as error:  # noqa: BLE001 - one student's failure is that student's row
+            student.error = f"the code could not be graded: {type(error).__name__}: {error}"
+        return student
+
+    with ThreadPoolExecutor(args.processes) as pool, tqdm(total=len(students), desc="code", unit="student",
+                                                          disable=True if args.quiet else None) as bar:
+        for _ in pool.map(grade, zip(students, code["folders"])):
+            bar.update(1)
+    return {"students": students, "seconds": time.perf_counter() - started}
+
+
+def grade_files(submissions, submissions_dir, references, data, args, no_model_rows=True):
     """The rows of every submitted file (graded in the workers beside the reference files, copies flagged) and
     of every submission without one, sorted by submission and file."""
     from grading.gradebook import flag_duplicates
@@ -144,7 +218,7 @@ def grade_files(submissions, submissions_dir, references, data, args):
     rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
     rows += [{"submission": name, "file": "", "status": "no model", "notes": [
         "no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
-             for name, files in submissions if not files]
+             for name, files in submissions if not files and no_model_rows]
     rows.sort(key=lambda row: (row["submission"], row["file"]))
     reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
                       if task["purpose"] == "reference" and results[i].get("sha256")]
@@ -162,12 +236,14 @@ def row_of(task, result):
 
 
 def load_data(data_dir):
-    """The test set and the first TRAIN_IMAGES training images, loaded once here and shared by the workers."""
+    """(Data: the test set and the first TRAIN_IMAGES training images, shared by the workers; the whole training
+    set, (images, labels), from which the code's hidden tests take their slices)."""
     from grading.grader import Data
 
     test_images, test_labels = load_mnist("test", data_dir)
     train_images, train_labels = load_mnist("train", data_dir)
-    return Data(test_images, test_labels, train_images[:TRAIN_IMAGES].copy(), train_labels[:TRAIN_IMAGES].copy())
+    return Data(test_images, test_labels, train_images[:TRAIN_IMAGES].copy(),
+                train_labels[:TRAIN_IMAGES].copy()), (train_images, train_labels)
 
 
 def run_tasks(tasks, data, args):

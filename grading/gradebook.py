@@ -220,7 +220,7 @@ def summary_markdown(rows, seeds, command, references_line, histogram_name, warn
     evaluated = [row for row in rows if row["test_acc"] is not None]
     lines = [f"# Grades of {plural(len({row['submission'] for row in rows}), 'submission')}", "",
              *([f"**Warning: {warning}.**", ""] if warning else []),
-             f"One score per submission (the best of its graded or flagged files) in `scores.csv`; every file "
+             "One score per submission (the best of its graded or flagged files) in `scores.csv`; every file "
              f"in `grades.csv`.", "",
              f"Written by `{command}` on {datetime.date.today().isoformat()}: {len(rows)} rows, {counts(rows)}. "
              f"Test accuracy on the 10,000 MNIST test images, in %; z = (accuracy − the kit's seeds' mean) / "
@@ -344,9 +344,12 @@ def gradescope_results(rows):
     return results
 
 
-def write_outputs(out_dir, rows, seeds, command, references_line, gradescope, warning=None):
+def write_outputs(out_dir, rows, seeds, command, references_line, gradescope, warning=None, code=None):
     """grades.csv, scores.csv, summary.md (``warning`` at its top), histogram.png (when something was evaluated)
-    and, with ``gradescope``, gradescope/<submission>/results.json: all switched into place as one set."""
+    and, with ``gradescope``, gradescope/<submission>/results.json: all switched into place as one set. With
+    ``code`` (the code graded, grading.cli.grade_class_code), the code's files instead (write_code_outputs)."""
+    if code is not None:
+        return write_code_outputs(out_dir, rows, seeds, command, references_line, warning, code)
     with OutputSet() as outputs:
         outputs_written = [out_dir / "grades.csv", out_dir / "scores.csv", out_dir / "summary.md"]
         outputs.path(out_dir / "grades.csv").write_text(csv_text(rows), encoding="utf-8")
@@ -361,3 +364,43 @@ def write_outputs(out_dir, rows, seeds, command, references_line, gradescope, wa
                 outputs.path(out_dir / "gradescope" / submission / "results.json").write_text(
                     strict_json(result, indent=2) + "\n", encoding="utf-8")
     return outputs_written
+
+
+def safe_name(text):
+    """A file name of a student id: letters, digits, '.', '-' and '_' kept, the rest '_'."""
+    name = "".join(c if c.isalnum() or c in ".-_" else "_" for c in str(text)).lstrip(".")
+    return name[:100] or "_"
+
+
+def write_code_outputs(out_dir, rows, seeds, command, references_line, warning, code):
+    """modules.csv, scores.csv (one row per student: code points, and the weights' test accuracy where weights
+    were handed in), summary.md (the code's, then the weights'), feedback/<student_id>.html,
+    gradescope/<student_id>/results.json, and grades.csv and histogram.png where weights were handed in."""
+    from grading import classbook
+
+    students, rubric = code["students"], code["rubric"]
+    weights = [row for row in rows if row["file"]]
+    with OutputSet() as outputs:
+        written = [out_dir / name for name in ("modules.csv", "scores.csv", "summary.md")]
+        outputs.path(out_dir / "modules.csv").write_text(classbook.modules_text(students, rubric), encoding="utf-8")
+        outputs.path(out_dir / "scores.csv").write_text(classbook.scores_text(students, rubric), encoding="utf-8")
+        text = classbook.summary_markdown(students, rubric, command, code["sandboxed"], code["seconds"])
+        if weights:
+            text += "\n" + summary_markdown(weights, seeds, command, references_line, "histogram.png", warning) \
+                .replace("\n# ", "\n## ").replace("\n## ", "\n### ").replace("# Grades of", "## Weights: grades of", 1)
+            outputs.path(out_dir / "grades.csv").write_text(csv_text(weights), encoding="utf-8")
+            written.append(out_dir / "grades.csv")
+            if any(row["test_acc"] is not None for row in weights):
+                plot_histogram(outputs.path(out_dir / "histogram.png"), weights, seeds)
+                written.append(out_dir / "histogram.png")
+        outputs.path(out_dir / "summary.md").write_text(text, encoding="utf-8")
+        names = {}
+        for student in students:
+            name = safe_name(student.id)
+            name = name if name not in names else safe_name(student.folder)
+            names[name] = student
+            outputs.path(out_dir / "feedback" / f"{name}.html").write_text(
+                classbook.feedback_html(student, rubric), encoding="utf-8")
+            outputs.path(out_dir / "gradescope" / name / "results.json").write_text(
+                strict_json(classbook.gradescope(student, rubric), indent=2) + "\n", encoding="utf-8")
+    return written + [out_dir / "feedback", out_dir / "gradescope"]

@@ -10,7 +10,9 @@ code, and the grader's judgement never does (grading/code_checks.py compares the
 """
 
 import inspect
+import os
 import re
+import types
 
 import numpy as np
 
@@ -47,6 +49,22 @@ class Missing(Exception):
     """The module could not be found, or not driven: the message says what was tried."""
 
 
+TRIED = {  # the names NAMES matches, as the feedback lists them
+    "linear": "Linear, Dense, FullyConnected, Affine, fc, affine_forward/affine_backward",
+    "relu": "ReLU, relu/relu_backward", "softmax": "Softmax, SoftMax, softmax",
+    "loss": "CrossEntropy, cross_entropy_loss, CELoss, NLL, loss", "conv": "Conv, ConvLayer, Conv2d, conv_forward",
+    "pool": "MaxPool, MaxPooling, Pool, max_pool", "sgd": "SGD, Optimizer, update, a network's step/update method",
+}
+
+
+def not_found(namespace, kind):
+    """Why no candidate was found: the names tried, what the files define, how to point the grader to it."""
+    names = sorted({n for _, n, o in defined(namespace, kind) if inspect.isclass(o) or inspect.isfunction(o)})
+    listed = ", ".join(names[:25]) + (", ..." if len(names) > 25 else "")
+    return (f"no class or function named like a {kind} layer (tried {TRIED[kind]}; the files define "
+            f"{listed or 'none'}); point to it in the grading config: {kind} = \"file.py:Name\"")
+
+
 # --- finding a module ----------------------------------------------------------------------------------------
 
 def defined(namespace, kind):
@@ -74,13 +92,33 @@ def candidates(namespace, kind, override=None, prefer=()):
             raise Missing(f"the grading config names {override}, which the submission does not define")
         return hits
     found = [(f, n, o) for f, n, o in defined(namespace, kind) if matches(kind, n)]
-    rank = lambda item: (not inspect.isclass(item[2]),  # noqa: E731
-                         not any(word in item[0].lower() for word in prefer), item[0], item[1])
+    rank = lambda item: (uses_framework(namespace, item[0]), not inspect.isclass(item[2]),  # noqa: E731
+                         not any(t.startswith(w) for t in words(item[0]) for w in prefer), item[0], item[1])
     return sorted(found, key=rank)
 
 
+def words(file):
+    """The words of a file's name: "src/cnn_pure_python.py" -> ["cnn", "pure", "python"] (so "nn" is not "cnn")."""
+    return re.split(r"[^a-z0-9]+", os.path.basename(file).lower().removesuffix(".py"))
+
+
 def short(file):
-    return file.rsplit("/", 1)[-1] if "/" in file else file
+    """The student's file as the feedback names it: its path inside their folder (the runner's working folder)."""
+    root = os.getcwd().rstrip("/") + "/"
+    return file[len(root):] if file.startswith(root) else file.rsplit("/", 1)[-1]
+
+
+FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "flax"}
+
+
+def uses_framework(namespace, file):
+    """True when the student's module of ``file`` imported a framework (the grader calls that part banned; its
+    classes are tried after everyone else's)."""
+    for module in namespace.values():
+        if getattr(module, "__file__", None) == file:
+            return any(isinstance(v, types.ModuleType) and v.__name__.partition(".")[0] in FRAMEWORKS
+                       for v in vars(module).values())
+    return False
 
 
 # --- constructing and wiring a class ------------------------------------------------------------------------
@@ -235,7 +273,7 @@ def layer_with_params(namespace, kind, override, sizes, w_shapes, b_shape, prefe
             return instance, w_path, shapes[w_shape], b_path, b_found, described(file, name, kwargs)
         tried.append(f"{short(file)}:{name} holds no weights of shape {' or '.join(map(str, w_shapes.values()))} "
                      f"with a bias of {size}")
-    raise Missing("; ".join(tried) or f"no class named like a {kind} layer")
+    raise Missing("; ".join(tried) or not_found(namespace, kind))
 
 
 def forward_backward(instance, x, dout):
@@ -266,4 +304,4 @@ def function_pair(namespace, kind, override):
                         and re.search(r"back|grad|deriv|prime", n, re.I)), None)
         where = f"{short(file)}:{name}" + (f" / {partner.__name__}" if partner else "")
         return fn, partner, where
-    raise Missing(f"no class or function named like a {kind} layer")
+    raise Missing(not_found(namespace, kind))

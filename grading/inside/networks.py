@@ -21,10 +21,11 @@ from .probes import fused_loss
 class Layer:
     """A student's layer class with parameters (Linear or Conv), built, given the grader's weights, and driven."""
 
-    def __init__(self, namespace, kind, sizes, w_shapes, layout_order, W, b, prefer):
+    def __init__(self, namespace, kind, sizes, w_shapes, layout_order, W, b, prefer, overrides=None):
         c_out = W.shape[0] if kind == "conv" else W.shape[1]
         (self.instance, self.w_path, layout, self.b_path, b_shape,
-         self.where) = layer_with_params(namespace, kind, None, sizes, w_shapes, (c_out,), prefer)
+         self.where) = layer_with_params(namespace, kind, (overrides or {}).get(kind), sizes, w_shapes, (c_out,),
+                                         prefer)
         self.order = layout_order[layout]
         self.w_shape, self.b_shape = w_shapes[layout], b_shape
         set_array(self.instance, self.w_path, np.ascontiguousarray(W.transpose(self.order)))
@@ -66,15 +67,16 @@ class Layer:
 class Stateless:
     """A student's ReLU or max-pool class (or function pair), driven forward and backward."""
 
-    def __init__(self, namespace, kind, sizes, prefer):
+    def __init__(self, namespace, kind, sizes, prefer, overrides=None):
         self.instance = self.pair = None
-        for file, name, cls in candidates(namespace, kind, None, prefer):
+        override = (overrides or {}).get(kind)
+        for file, name, cls in candidates(namespace, kind, override, prefer):
             if isinstance(cls, type):
                 self.instance, _ = construct(cls, sizes)
                 self.where = f"{short(file)}:{name}"
                 break
         if self.instance is None:
-            forward, backward, self.where = function_pair(namespace, kind, None)
+            forward, backward, self.where = function_pair(namespace, kind, override)
             self.pair = (forward, backward)
         else:
             self.fwd, self.bwd = method(self.instance, FORWARD), method(self.instance, BACKWARD)
@@ -96,15 +98,16 @@ class Head:
     """Softmax and cross-entropy: the student's fused class, or their softmax and their loss gradient, chained
     through their softmax's backward unless the gradient already folds the softmax in (is dL/dz)."""
 
-    def __init__(self, namespace):
-        fused = fused_loss(namespace, None)
+    def __init__(self, namespace, overrides=None):
+        overrides = overrides or {}
+        fused = fused_loss(namespace, overrides.get("loss"))
         if fused is not None:
             self.fused, _ = construct(fused[2], {})
             self.where = f"{short(fused[0])}:{fused[1]} (fused)"
             return
         self.fused = None
-        self.softmax = Stateless(namespace, "softmax", {}, ("nn", "mlp"))
-        grads = [(f, n, o) for f, n, o in candidates(namespace, "loss", None)
+        self.softmax = Stateless(namespace, "softmax", {}, ("nn", "mlp"), overrides)
+        grads = [(f, n, o) for f, n, o in candidates(namespace, "loss", overrides.get("loss"))
                  if callable(o) and not isinstance(o, type) and any(w in n.lower() for w in ("grad", "back", "deriv"))]
         if not grads:
             raise Missing("no loss-gradient function to train the composed network with")
@@ -130,15 +133,15 @@ class Head:
         return self.softmax.backward(g)
 
 
-def mlp(namespace, inputs):
+def mlp(namespace, inputs, overrides=None):
     layers = []
     for i, (n_in, n_out) in enumerate(((784, 128), (128, 64), (64, 10)), 1):
         layers.append(Layer(namespace, "linear", {"in": n_in, "out": n_out},
                             {"(in, out)": (n_in, n_out), "(out, in)": (n_out, n_in)},
                             {"(in, out)": (0, 1), "(out, in)": (1, 0)}, inputs[f"W{i}"], inputs[f"b{i}"],
-                            ("nn", "mlp", "layer")))
+                            ("nn", "mlp", "layer"), overrides))
         if i < 3:
-            layers.append(Stateless(namespace, "relu", {}, ("nn", "mlp")))
+            layers.append(Stateless(namespace, "relu", {}, ("nn", "mlp"), overrides))
     return layers
 
 
@@ -153,9 +156,9 @@ def back(layers, dout):
         dout = layer.backward(dout)
 
 
-def mlp_train(namespace, inputs, steps=300, lr=0.1, batch=32):
+def mlp_train(namespace, inputs, steps=300, lr=0.1, batch=32, overrides=None):
     """Train the composed MLP ``steps`` batches on inputs x_train/y_train in order; -> its outputs on x_test."""
-    layers, head = mlp(namespace, inputs), Head(namespace)
+    layers, head = mlp(namespace, inputs, overrides), Head(namespace, overrides)
     x, y = inputs["x_train"], inputs["y_train"].astype(int)
     for step in range(steps):
         start = (step * batch) % (len(x) - batch + 1)
@@ -169,10 +172,10 @@ def mlp_train(namespace, inputs, steps=300, lr=0.1, batch=32):
         {"scores": run(layers, inputs["x_test"].copy())}
 
 
-def mlp_gradient_check(namespace, inputs, entries=8, h=1e-6):
+def mlp_gradient_check(namespace, inputs, entries=8, h=1e-6, overrides=None):
     """dW of the first layer through the whole composed network (backward) beside centred finite differences of
     its loss, -mean log p[label] of the network's own softmax output, at ``entries`` weights."""
-    layers, head = mlp(namespace, inputs), Head(namespace)
+    layers, head = mlp(namespace, inputs, overrides), Head(namespace, overrides)
     x, y = inputs["x_check"], inputs["y_check"].astype(int)
     head.forward(run(layers, x.copy()), y)
     back(layers, head.backward())
@@ -190,7 +193,7 @@ def mlp_gradient_check(namespace, inputs, entries=8, h=1e-6):
             W[index] += sign * h
             layers[0] = Layer(namespace, "linear", {"in": 784, "out": 128}, {"(in, out)": (784, 128),
                               "(out, in)": (128, 784)}, {"(in, out)": (0, 1), "(out, in)": (1, 0)}, W,
-                              inputs["b1"], ("nn", "mlp", "layer"))
+                              inputs["b1"], ("nn", "mlp", "layer"), overrides)
             z = run(layers, x.copy())
             if head.fused is None:
                 p = head.softmax.forward(z)
@@ -203,7 +206,7 @@ def mlp_gradient_check(namespace, inputs, entries=8, h=1e-6):
         {"analytic": analytic.reshape(-1)[picks], "numeric": np.array(numeric)}
 
 
-def cnn_overfit(namespace, inputs, steps=20, lr=0.05):
+def cnn_overfit(namespace, inputs, steps=20, lr=0.05, overrides=None):
     """The report's CNN of the student's Conv, ReLU, max pool, Linear and loss, trained ``steps`` times on one small
     batch (x_batch, y_batch); -> its outputs on that batch after each step (steps + 1, N, 10)."""
     conv_layouts = {"(out, in, k, k)": (0, 1, 2, 3), "(k, k, in, out)": (2, 3, 1, 0), "(out, k, k, in)": (0, 2, 3, 1)}
@@ -212,17 +215,17 @@ def cnn_overfit(namespace, inputs, steps=20, lr=0.05):
         c_out, c_in, k, _ = W.shape
         return Layer(namespace, "conv", {"in": c_in, "out": c_out, "k": k, "stride": 1, "pad": 1},
                      {"(out, in, k, k)": W.shape, "(k, k, in, out)": (k, k, c_in, c_out),
-                      "(out, k, k, in)": (c_out, k, k, c_in)}, conv_layouts, W, b, ("cnn", "conv"))
+                      "(out, k, k, in)": (c_out, k, k, c_in)}, conv_layouts, W, b, ("cnn", "conv"), overrides)
 
     pool_sizes = {"pool": 2, "stride": 2}
-    layers = [conv(inputs["C1"], inputs["c1"]), Stateless(namespace, "relu", {}, ("cnn", "conv")),
-              Stateless(namespace, "pool", pool_sizes, ("cnn", "conv")),
-              conv(inputs["C2"], inputs["c2"]), Stateless(namespace, "relu", {}, ("cnn", "conv")),
-              Stateless(namespace, "pool", pool_sizes, ("cnn", "conv"))]
+    layers = [conv(inputs["C1"], inputs["c1"]), Stateless(namespace, "relu", {}, ("cnn", "conv"), overrides),
+              Stateless(namespace, "pool", pool_sizes, ("cnn", "conv"), overrides),
+              conv(inputs["C2"], inputs["c2"]), Stateless(namespace, "relu", {}, ("cnn", "conv"), overrides),
+              Stateless(namespace, "pool", pool_sizes, ("cnn", "conv"), overrides)]
     head_linear = Layer(namespace, "linear", {"in": 1568, "out": 10}, {"(in, out)": (1568, 10),
                         "(out, in)": (10, 1568)}, {"(in, out)": (0, 1), "(out, in)": (1, 0)}, inputs["L"],
-                        inputs["l"], ("cnn", "conv"))
-    head = Head(namespace)
+                        inputs["l"], ("cnn", "conv"), overrides)
+    head = Head(namespace, overrides)
     x, y = inputs["x_batch"], inputs["y_batch"].astype(int)
     scores = []
     for step in range(steps + 1):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .finding import (BACKWARD, FORWARD, STEP, Missing, arrays_of, built_classes, call, candidates, construct,
                       defined, described, first, forward_backward, function_pair, gradient_of, layer_with_params,
-                      leaf, method, set_array, short, snapshot)
+                      leaf, method, not_found, set_array, short, snapshot)
 
 
 def linear_class(namespace, inputs, override, backward):
@@ -86,7 +86,7 @@ def stateless(namespace, kind, override, sizes, x, dout, prefer=()):
     try:
         forward, backward_fn, where = function_pair(namespace, kind, override)
     except Missing:
-        raise Missing("; ".join(tried) or f"no class or function named like a {kind} layer") from None
+        raise Missing("; ".join(tried) or not_found(namespace, kind)) from None
     args = [sizes[k] for k in ("pool", "stride") if k in sizes and len(inspect.signature(forward).parameters) > 1]
     result = call(forward, x.copy(), *args[:len(inspect.signature(forward).parameters) - 1])
     y, cache = (result[0], result[1]) if isinstance(result, tuple) and len(result) == 2 else (result, None)
@@ -194,16 +194,38 @@ def loss(namespace, inputs, part, override=None):
 
 # --- SGD ---------------------------------------------------------------------------------------------------
 
+GRADIENT_NAMES = ("d{}", "grad_{}", "{}_grad", "d_{}", "g{}", "grad{}")
+
+
+def gradient_slot(layer, name):
+    """The attribute keeping the gradient of parameter ``name`` (dW of W), or None."""
+    return next((g.format(name) for g in GRADIENT_NAMES if g.format(name) in vars(layer)), None)
+
+
 def layers_in(network):
-    """The layer objects a network holds (attributes and lists of them) that have W and b beside a gradient."""
+    """The layer objects a network holds (attributes and lists of them) that have weights beside a gradient
+    attribute; a gradient still None (no backward yet) is given an array of its parameter's shape."""
     held = []
     for value in vars(network).values():
         for item in (value if isinstance(value, (list, tuple)) else [value]):
-            if hasattr(item, "__dict__") and not isinstance(item, np.ndarray):
-                arrays = arrays_of(item)
-                if any(leaf(p) in ("W", "w", "weight", "weights") for p in arrays) and len(arrays) >= 3:
-                    held.append(item)
+            if not hasattr(item, "__dict__") or isinstance(item, np.ndarray):
+                continue
+            params = {k: v for k, v in vars(item).items() if isinstance(v, np.ndarray) and not gradient_slot_of(k)}
+            if not any(k in ("W", "w", "weight", "weights") for k in params):
+                continue
+            slots = {k: gradient_slot(item, k) for k in params}
+            if not any(slots.values()):
+                continue
+            for k, slot in slots.items():
+                if slot and not isinstance(getattr(item, slot), np.ndarray):
+                    setattr(item, slot, np.zeros_like(params[k], dtype=np.float64))
+            held.append(item)
     return held
+
+
+def gradient_slot_of(name):
+    """True for a name that is a gradient's (dW, grad_W, W_grad)."""
+    return bool(re.match(r"^(d_?|g|grad_?)[A-Za-z]", name) or name.endswith("_grad")) and name not in ("data",)
 
 
 def sgd(namespace, inputs, part, override=None):
