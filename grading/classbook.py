@@ -103,7 +103,8 @@ def scores_text(students, rubric):
                       "max_points": fmt(rubric.max_points), "total": fmt(student.points), "status": status(student),
                       "note": note(student),
                       "seconds": f"{student.code.seconds:.1f}" if student.code is not None else "",
-                      "test_acc": f"{best['test_acc']:.2f}" if best else "", "weights_file": best["file"] if best else ""})
+                      "test_acc": f"{best['test_acc']:.2f}" if best else "",
+                      "weights_file": best["file"] if best else ""})
     return csvfile.csv_text(SCORE_COLUMNS, lines)
 
 

@@ -221,7 +221,7 @@ def summary_markdown(rows, seeds, command, references_line, histogram_name, warn
     lines = [f"# Grades of {plural(len({row['submission'] for row in rows}), 'submission')}", "",
              *([f"**Warning: {warning}.**", ""] if warning else []),
              "One score per submission (the best of its graded or flagged files) in `scores.csv`; every file "
-             f"in `grades.csv`.", "",
+             "in `grades.csv`.", "",
              f"Written by `{command}` on {datetime.date.today().isoformat()}: {len(rows)} rows, {counts(rows)}. "
              f"Test accuracy on the 10,000 MNIST test images, in %; z = (accuracy − the kit's seeds' mean) / "
              f"their standard deviation, for the same model.", "", references_line, "",

@@ -107,7 +107,7 @@ class Head:
             return
         self.fused = None
         self.softmax = Stateless(namespace, "softmax", {}, ("nn", "mlp"), overrides)
-        grads = [(f, n, o) for f, n, o in candidates(namespace, "loss", overrides.get("loss"))
+        grads = [(f, n, o) for f, n, o in candidates(namespace, "loss", overrides.get("loss"), ("nn", "mlp"))
                  if callable(o) and not isinstance(o, type) and any(w in n.lower() for w in ("grad", "back", "deriv"))]
         if not grads:
             raise Missing("no loss-gradient function to train the composed network with")

@@ -170,7 +170,8 @@ def loss(namespace, inputs, part, override=None):
             return meta, {"z_int": np.asarray(value, dtype=np.float64)}
         grad = call(getattr(instance, method(instance, BACKWARD)))
         return meta, {"z_int": first(grad)}
-    functions = [(f, n, o) for f, n, o in candidates(namespace, "loss", override) if inspect.isfunction(o)]
+    functions = [(f, n, o) for f, n, o in candidates(namespace, "loss", override, ("nn", "mlp"))
+                 if inspect.isfunction(o)]
     forward = [c for c in functions if not re.search(r"grad|back|deriv|prime", c[1], re.I)]
     backward = [c for c in functions if re.search(r"grad|back|deriv|prime", c[1], re.I)]
     chosen = forward if part == "forward" else backward
