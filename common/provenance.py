@@ -102,17 +102,20 @@ def version(package):
 
 
 def machine_id():
-    """A short fingerprint of this machine's arithmetic: CPU model, architecture, host and NumPy's BLAS. Another
-    CPU (or BLAS) may round differently, so a run is trusted without a check only on the machine that made or
-    checked it."""
+    """A short fingerprint of this machine's arithmetic: architecture, host, CPU model, the CPU's vector
+    instructions (NumPy and PyTorch pick their kernels by them: two "AMD EPYC" hosts, one with AVX-512, round
+    differently), NumPy's BLAS and the kernel it chose. Another CPU (or BLAS) may round differently, so a run is
+    trusted without a check only on the machine that made or checked it."""
     import platform
 
     import numpy as np
 
-    cpu = ""
+    cpu, flags = "", ""
     try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+        words = next((line.split(":", 1)[1].split() for line in info if line.startswith(("flags", "Features"))), [])
+        flags = " ".join(sorted(w for w in words if w.startswith(VECTOR_FLAGS)))
     except OSError:
         pass
     try:
@@ -120,5 +123,27 @@ def machine_id():
     except (TypeError, KeyError):  # NumPy before 1.26 prints its configuration only
         blas = {}
     text = "|".join([platform.machine(), platform.node(), cpu or platform.processor(), str(blas.get("name")),
-                     str(blas.get("version"))])
+                     str(blas.get("version")), flags, blas_kernel()])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+VECTOR_FLAGS = ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "sve", "neon")  # /proc/cpuinfo's SIMD words
+
+
+def blas_kernel():
+    """The kernel family NumPy's own BLAS chose at load time ("SkylakeX", "Haswell", "Zen"...; OPENBLAS_CORETYPE
+    can force one), or "" where threadpoolctl is absent or the BLAS does not say. Only NumPy's library counts, so
+    the answer is the same whether or not torch or SciPy (each with a BLAS of its own) was imported first."""
+    import numpy as np
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    site = Path(np.__file__).resolve().parent.parent
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    own = [pool for pool in pools if Path(pool.get("filepath", "")).resolve().is_relative_to(site)
+           and Path(pool["filepath"]).resolve().relative_to(site).parts[0] in ("numpy", "numpy.libs")]
+    kernels = {str(pool.get("architecture", "")) for pool in own or
+               [pool for pool in pools if pool.get("internal_api") == "openblas"]}
+    return ",".join(sorted(kernels))
