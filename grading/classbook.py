@@ -13,7 +13,6 @@ Pure functions over the graded results; grading/gradebook.py writes them as one 
 
 import dataclasses
 import datetime
-import html
 import re
 
 import numpy as np
@@ -22,8 +21,9 @@ from grading import csvfile
 from grading.sandbox import summary
 
 MODULE_COLUMNS = ("student_id", "module", "part", "verdict", "points", "max_points", "detail")
-SCORE_COLUMNS = ("student_id", "name", "code_points", "max_points", "total", "status", "note", "seconds",
-                 "test_acc", "weights_file")
+SCORE_COLUMNS = ("student_id", "name", "file", "submitted_at", "late_hours", "code_points", "report_points",
+                 "max_points", "raw_total", "late_factor", "final", "copies", "status", "note", "test_acc",
+                 "weights_file")
 FOLDER = re.compile(r"^PA1_([^_]+)_(.+)$", re.I)
 NO_SANDBOX = "graded WITHOUT the sandbox (--no-sandbox): the student's code ran as the grader's user"
 
@@ -34,6 +34,12 @@ class Student:
     code: object = None             # grading.code_grade.StudentCode, or None (no code graded)
     weights: list = dataclasses.field(default_factory=list)   # the student's rows of grades.csv
     error: str = ""                 # why the code could not be graded at all
+    submission: object = None       # grading.lms.Submission: where it came from, its notes
+    late: object = None             # grading.lms.Late
+    copies: list = dataclasses.field(default_factory=list)    # [(other submission or "source:...", share)]
+    zeroed: bool = False            # --copies zero and a flagged copy
+    report: object = None           # grading.report.Report
+    report_points: float = 0.0
 
     @property
     def id(self):
@@ -49,6 +55,18 @@ class Student:
     def points(self):
         return self.code.points if self.code is not None else 0.0
 
+    @property
+    def raw_total(self):
+        return self.points + self.report_points
+
+    @property
+    def factor(self):
+        return self.late.factor if self.late is not None else 1.0
+
+    @property
+    def final(self):
+        return 0.0 if self.zeroed else round(self.raw_total * self.factor, 4)
+
     def best_weights(self):
         graded = [r for r in self.weights if r.get("test_acc") is not None and r["status"] in ("graded", "flagged")]
         return max(graded, key=lambda r: (r["test_acc"], r["status"] == "graded"), default=None)
@@ -59,6 +77,8 @@ def fmt(points):
 
 
 def status(student):
+    if student.submission is not None and student.submission.status != "ok":
+        return student.submission.status
     if student.error:
         return "error"
     if student.code is None or not student.code.files:
@@ -90,91 +110,52 @@ def note(student):
             parts.append("framework imports in the NumPy part: " + "; ".join(ban_lines(code))[:300])
         if not code.sandboxed:
             parts.append(NO_SANDBOX)
+    if student.submission is not None:
+        parts += student.submission.notes
+    if student.late is not None and student.late.hours:
+        parts.append(f"{student.late.hours:.1f} h late: {student.factor:.0%} kept (time: {student.late.source})")
+    elif student.late is not None and student.late.submitted_at is not None:
+        parts.append(f"on time (time: {student.late.source})")
+    if student.zeroed:
+        parts.append("no grade: a flagged copy (--copies zero)")
+    if student.report is not None:
+        parts += report_notes(student.report)
     flagged = [r for r in student.weights if r["status"] == "flagged"]
     parts += [f"weights {r['file']}: {'; '.join(r['notes'])}" for r in flagged]
     return "; ".join(p for p in parts if p)
 
 
+def report_notes(report):
+    """The report's trouble, what it lacks, and which items a TA marked by hand (--report-marks)."""
+    from grading.report import missing_items
+
+    parts = [f"report: {report.note}"] if report.note else []
+    if report.file and report.pages and missing_items(report):
+        parts.append(f"report lacks {missing_items(report)}")
+    if report.by_hand:
+        parts.append("report items marked by hand: " + ", ".join(sorted(report.by_hand)))
+    return parts
+
+
+def copies_text(student):
+    return "; ".join(f"{other} ({share:.0%} of this code found there)" for other, share in student.copies)
+
+
 def scores_text(students, rubric):
     lines = []
     for student in students:
-        best = student.best_weights()
-        lines.append({"student_id": student.id, "name": student.name, "code_points": fmt(student.points),
-                      "max_points": fmt(rubric.max_points), "total": fmt(student.points), "status": status(student),
-                      "note": note(student),
-                      "seconds": f"{student.code.seconds:.1f}" if student.code is not None else "",
+        best, late, source = student.best_weights(), student.late, student.submission
+        lines.append({"student_id": student.id, "name": student.name,
+                      "file": source.source.name if source is not None and source.source is not None else "",
+                      "submitted_at": late.submitted_at.isoformat() if late and late.submitted_at else "",
+                      "late_hours": f"{late.hours:.2f}" if late and late.hours is not None else "",
+                      "code_points": fmt(student.points), "report_points": fmt(student.report_points),
+                      "max_points": fmt(rubric.max_points), "raw_total": fmt(student.raw_total),
+                      "late_factor": fmt(student.factor), "final": fmt(student.final), "copies": copies_text(student),
+                      "status": status(student), "note": note(student),
                       "test_acc": f"{best['test_acc']:.2f}" if best else "",
                       "weights_file": best["file"] if best else ""})
     return csvfile.csv_text(SCORE_COLUMNS, lines)
-
-
-# --- feedback -------------------------------------------------------------------------------------------------
-
-STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;
-text-align:left}th{background:#f3f3f3}.pass{color:#176317;font-weight:600}.fail,.banned,.error,.timeout{color:#a3171b;
-font-weight:600}.missing{color:#8a5a00;font-weight:600}code{font-size:90%}.warn{background:#fff2d6;padding:.5rem}"""
-
-
-def feedback_html(student, rubric):
-    e = html.escape
-    code = student.code
-    title = f"PA1 code feedback: {student.id}" + (f" ({student.name})" if student.name else "")
-    out = [f"<!doctype html><html lang=en><meta charset=utf-8><title>{e(title)}</title><style>{STYLE}</style>",
-           f"<h1>{e(title)}</h1>",
-           f"<p><b>{fmt(student.points)} of {fmt(rubric.max_points)} points</b> for the code "
-           f"({e(status(student))}).</p>"]
-    if student.error:
-        out.append(f"<p class=warn>{e(student.error)}</p>")
-    if code is not None and not code.sandboxed:
-        out.append(f"<p class=warn>{e(NO_SANDBOX)}.</p>")
-    if code is not None and code.rows:
-        out += ["<h2>What was tested</h2><p>Each part of each module was called on inputs drawn from the class's "
-                "secret seed and compared with the grader's float64 NumPy reference (relative error "
-                "max |a − b| / max(1e-8, |a| + |b|)). Backward must give the true vector-Jacobian product of that "
-                "part's own forward. Only <code>pass</code> earns the part's points.</p>",
-                "<table><tr><th>part</th><th>verdict</th><th>points</th><th>your result beside the tolerance</th>"
-                "</tr>"]
-        for row in code.rows:
-            got = fmt(rubric.points.get(row.part, 0) if row.verdict == "pass" else 0)
-            out.append(f"<tr><td><code>{e(row.part)}</code></td><td class={e(row.verdict)}>{e(row.verdict)}</td>"
-                       f"<td>{got} / {fmt(rubric.points.get(row.part, 0))}</td><td>{e(row.detail)}</td></tr>")
-        out.append("</table>")
-        found = list(dict.fromkeys(row.found for row in code.rows if row.found))
-        out += ["<h2>What was found where</h2><ul>"] + [f"<li>{e(f)}</li>" for f in found] + ["</ul>"]
-        out += ["<h2>What the sandbox saw</h2>", sandbox_record(code)]
-    elif code is not None:
-        out.append("<p>No <code>.py</code> file was handed in.</p>")
-    if student.weights:
-        out += ["<h2>Weights handed in</h2><table><tr><th>file</th><th>model</th><th>test accuracy</th><th>status"
-                "</th><th>note</th></tr>"]
-        for r in student.weights:
-            acc = "" if r.get("test_acc") is None else f"{r['test_acc']:.2f}%"
-            out.append(f"<tr><td>{e(r['file'])}</td><td>{e(str(r.get('model') or ''))}</td><td>{acc}</td>"
-                       f"<td>{e(r['status'])}</td><td>{e('; '.join(r['notes']))}</td></tr>")
-        out.append("</table>")
-    out.append(f"<p><small>Graded {datetime.date.today().isoformat()} by the kit's grade.py.</small></p></html>")
-    return "\n".join(out) + "\n"
-
-
-def sandbox_record(code):
-    """The audit record as a list: files read, imports stood in for, top-level statements not run, refusals."""
-    e, audit = html.escape, code.audit or {}
-    items = [f"files: {', '.join(code.files)}"]
-    if audit.get("standins"):
-        items.append("imports the sandbox lacks, given an inert stand-in: " + ", ".join(audit["standins"]))
-    if audit.get("dropped"):
-        items.append(f"top-level statements not run (only imports, definitions and simple assignments are loaded): "
-                     f"{len(audit['dropped'])}, e.g. " + ", ".join(audit["dropped"][:5]))
-    if audit.get("load_errors"):
-        items.append("files that did not load: " + "; ".join(audit["load_errors"]))
-    if audit.get("actions"):
-        items.append("attempted, and refused or contained by the sandbox (no network, no other files, a process "
-                     "limit): " + "; ".join(audit["actions"][:20]))
-    if code.bans:
-        items.append("files that import a deep-learning framework (a NumPy module found in one of them is banned; "
-                     "a framework script of its own is allowed): " + "; ".join(ban_lines(code)))
-    return "<ul>" + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
 
 
 def ban_lines(code):
@@ -194,10 +175,29 @@ def gradescope(student, rubric):
         tests.append({"name": "weights (test accuracy, no points)", "score": 0.0, "max_score": 0.0,
                       "output": f"{best['file']}: {best['test_acc']:.2f}% on the MNIST test set" if best else
                       "no handed-in weights file could be evaluated"})
-    output = f"{fmt(student.points)} of {fmt(rubric.max_points)} points for the code."
+    if student.report is not None:
+        from grading.rubric import REPORT_ITEMS
+        for item in REPORT_ITEMS:
+            given = student.report.by_hand.get(item)
+            found = student.report.found[item]
+            points = given if given is not None else rubric.report["figure_points"] if found else 0.0
+            tests.append({"name": f"report: {item}", "score": points, "max_score": rubric.report["figure_points"],
+                          "output": ("marked by hand" if given is not None else "found in the report" if found
+                                     else f"not found in the report ({student.report.note or student.report.file})")})
+    output = (f"{fmt(student.points)} points for the code and {fmt(student.report_points)} for the report, of "
+              f"{fmt(rubric.max_points)}; kept {student.factor:.0%} ({note_of_late(student)}): {fmt(student.final)}.")
+    if student.zeroed:
+        output += " No grade: a flagged copy (--copies zero)."
     if student.code is not None and not student.code.sandboxed:
         output += f" {NO_SANDBOX}."
-    return {"score": student.points, "max_score": rubric.max_points, "output": output, "tests": tests}
+    return {"score": student.final, "max_score": rubric.max_points, "output": output, "tests": tests}
+
+
+def note_of_late(student):
+    late = student.late
+    if late is None or late.submitted_at is None:
+        return late.source if late is not None else "no due date"
+    return (f"{late.hours:.1f} h late" if late.hours else "on time") + f", time from {late.source}"
 
 
 # --- summary --------------------------------------------------------------------------------------------------
@@ -223,9 +223,31 @@ def pass_rates(students, rubric):
     return sorted(rates, key=lambda r: (r[1] == 0, r[2] / r[3] if r[3] else 1, -r[1], r[0]))
 
 
-def summary_markdown(students, rubric, command, sandboxed, seconds):
+def copies_lines(pairs):
+    flagged = [p for p in pairs if p.flagged]
+    lines = ["", "## Copies (largest first)", ""]
+    if not flagged:
+        return lines + [f"None flagged among {len(pairs)} pairs compared (similarity.csv has each)."]
+    lines += ["| a | b | share of a in b | of b in a |", "|---|---|---|---|"]
+    lines += [f"| {md(p.a)} | {md(p.b)} | {p.a_in_b:.0%} | {p.b_in_a:.0%} |" for p in flagged]
+    return lines + ["", "Side by side: `similarity.html`. The default only flags; `--copies zero` applies the "
+                        "handout's no-grade rule."]
+
+
+def report_lines(students):
+    from grading.rubric import REPORT_ITEMS
+    read = [s for s in students if s.report is not None]
+    if not read:
+        return []
+    lines = ["", "## The reports", "", f"{sum(bool(s.report.file) for s in read)} of {len(read)} handed in a PDF.",
+             "", "| figure | found in |", "|---|---|"]
+    lines += [f"| {item} | {sum(s.report.found[item] for s in read)}/{len(read)} |" for item in REPORT_ITEMS]
+    return lines
+
+
+def summary_markdown(students, rubric, command, sandboxed, seconds, copies=None):
     graded = [s for s in students if s.code is not None and s.code.files]
-    totals = [s.points for s in graded]
+    totals = [s.final for s in students]
     lines = [f"# Code grades of {len(students)} student{'s' if len(students) != 1 else ''}", ""]
     if not sandboxed:
         lines += [f"**Warning: {NO_SANDBOX}.**", ""]
@@ -234,9 +256,16 @@ def summary_markdown(students, rubric, command, sandboxed, seconds):
               f"`{rubric.secret_path}`. One row per student in `scores.csv`, one per part in `modules.csv`, "
               f"each student's feedback in `feedback/`.", ""]
     if totals:
-        lines += [f"{len(graded)} with code: mean {np.mean(totals):.1f}, median {np.median(totals):.1f}, "
-                  f"min {min(totals):g}, max {max(totals):g} of {fmt(rubric.max_points)}.", ""]
+        lines += [f"Final totals (code + report, times the late factor): mean {np.mean(totals):.1f}, median "
+                  f"{np.median(totals):.1f}, min {min(totals):g}, max {max(totals):g} of {fmt(rubric.max_points)}; "
+                  f"{len(graded)} with code.", ""]
     lines += ["## Totals", ""] + histogram_lines(totals, rubric.max_points)
+    lines += copies_lines(copies or [])
+    lines += report_lines(students)
+    late = [s for s in students if s.late is not None and s.late.hours]
+    if late:
+        lines += ["", "## Late", "", "| student | hours late | kept | time from |", "|---|---|---|---|"]
+        lines += [f"| {md(s.id)} | {s.late.hours:.1f} | {s.factor:.0%} | {md(s.late.source)} |" for s in late]
     lines += ["", "## Pass rate per module part (hardest first; parts worth no points last)", "",
               "| part | points | passed | rate | other verdicts |", "|---|---|---|---|---|"]
     for part, points, passed, tested, tally in pass_rates(students, rubric):

@@ -55,6 +55,23 @@ def build_parser():
     p.add_argument("--no-sandbox", action="store_true",
                    help="run the students' code without bubblewrap, as your own user (only where bwrap cannot "
                         "start; every feedback file and the summary say so)")
+    p.add_argument("--due", default=None,
+                   help="the due time with its zone, e.g. 2025-10-16T14:30+09:00: late submissions keep the share "
+                        "of their points that grading.toml's [late] schedule gives (default: the handout's)")
+    p.add_argument("--times", default=None,
+                   help="the LMS's CSV of submission times (student id or file name, time with its zone); "
+                        "without it, each zip's modification time, and the note says so")
+    p.add_argument("--boilerplate", default=None,
+                   help="folder of the code the course handed out (e.g. the data loader), left out of the copy "
+                        "check (default: none)")
+    p.add_argument("--sources", action="append", default=None,
+                   help="folder of known public code each submission is compared with (repeatable; default: the "
+                        "kit's nn_numpy.py and cnn_numpy.py, and the original's code where found)")
+    p.add_argument("--copies", choices=("flag", "zero"), default="flag",
+                   help="flag: list similar pairs for you to decide (default); zero: the handout's rule, no grade "
+                        "for a flagged copy")
+    p.add_argument("--report-marks", default=None,
+                   help="a CSV of a TA's report marks (student_id, item, points) that override what was read")
     p.add_argument("--weights-only", action="store_true",
                    help="grade the weight files only, as before the code was graded (default: the code too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,10 +132,12 @@ def reference_files(args, candidates=ORIGINAL_FOLDERS):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     submissions_dir, out = check_folders(args)
-    from grading.gradebook import add_z_scores, counts, find_submissions, seed_accuracies, write_outputs
+    from grading.gradebook import add_z_scores, counts, seed_accuracies, write_outputs
+    from grading.lms import gather
 
-    submissions, started = find_submissions(submissions_dir), time.perf_counter()
-    code = code_plan(submissions_dir, args, out)  # before MNIST: a sandbox that cannot start is said first
+    started, _ = time.perf_counter(), check_lms_flags(args)
+    submissions = gather(submissions_dir, out)  # the zips unpacked into OUT/unpacked/
+    code = code_plan(submissions, args, out)  # before MNIST: a sandbox that cannot start is said first
     data, train = load_data(args.data_dir)  # without MNIST, its one line is all grade.py says
     references, references_line, original_warning = reference_files(args)
     if original_warning:
@@ -129,6 +148,7 @@ def main(argv=None):
     command = "python grade.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if code is not None:
         code.update(grade_class_code(code, train, rows, args), command=command)
+        class_checks(code, args, out)
     written = write_outputs(out, rows, seeds, command, references_line, args.gradescope, original_warning, code)
     print(last_line(rows, code, written, out, args, original_warning, started, counts), flush=True)
 
@@ -137,9 +157,10 @@ def last_line(rows, code, written, out, args, warning, started, counts):
     """What grade.py says when it is done: what was graded, in how long, what was written, where the scores are."""
     if code is not None:
         students = code["students"]
-        points = [s.points for s in students]
-        graded = (f"the code of {plural(len(students), 'student')} (mean {sum(points) / len(points):.1f} of "
-                  f"{code['rubric'].max_points:g} points)" + (f" and {plural(len(rows), 'weight file')} "
+        finals = [s.final for s in students]
+        graded = (f"the code and reports of {plural(len(students), 'student')} (final: mean "
+                  f"{sum(finals) / len(finals):.1f} of {code['rubric'].max_points:g} points)" +
+                  (f" and {plural(len(rows), 'weight file')} "
                                                               f"({counts(rows)})" if rows else ""))
     else:
         graded = f"{plural(len(rows), 'row')} ({counts(rows)})"
@@ -150,22 +171,62 @@ def last_line(rows, code, written, out, args, warning, started, counts):
             + (f"; {warning}" if warning else ""))
 
 
-def code_plan(submissions_dir, args, out):
-    """None where only weights are graded (--weights-only, or no .py file in any student's folder), else what the
-    code grading needs: the students' folders, the rubric (its seed drawn once and kept), the sandbox."""
+def check_lms_flags(args):
+    """--due and --times read before any work (a time without a zone is an error naming it)."""
+    from grading.lms import parse_time, read_times
+
+    args.due_at = parse_time(args.due, "--due") if args.due else None
+    args.times_map = read_times(Path(args.times)) if args.times else {}
+    if args.times and not args.due:
+        raise UsageError("--times needs --due (the due time to measure lateness from)")
+    for flag in ("boilerplate", "report_marks"):
+        value = getattr(args, flag)
+        if value and not Path(value).exists():
+            raise UsageError(f"--{flag.replace('_', '-')} {value} does not exist")
+    for folder in args.sources or []:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--sources {folder} is not a folder")
+
+
+def class_checks(code, args, out):
+    """Lateness, copies and the report of every student, beside their code."""
+    from grading.copies import find_copies
+    from grading.lms import lateness
+    from grading.report import read_reports
+
+    rubric = code["rubric"]
+    for student in code["students"]:
+        student.late = lateness(student.submission, args.due_at, args.times_map, rubric.late, student.id)
+    code["copies"] = find_copies(code["students"], out, args.boilerplate, args.sources or default_sources(),
+                                 rubric.copies["threshold"], args.copies)
+    read_reports(code["students"], rubric, args.report_marks, args.processes)
+
+
+def default_sources():
+    """The kit's two NumPy scripts, and the original's code where its folder is found."""
+    original = original_folder(None)
+    files = [original / name for name in ("nn_pure_python.py", "cnn_pure_python.py", "nn_framework.py",
+                                          "cnn_framework.py") if (original / name).is_file()]
+    return [("the kit's nn_numpy.py and cnn_numpy.py", [ROOT / "nn_numpy.py", ROOT / "cnn_numpy.py"])] + (
+        [("the original report's code", files)] if files else [])
+
+
+def code_plan(submissions, args, out):
+    """None where only weights are graded (--weights-only, or no .py file in any student's folder or zip), else
+    what the code grading needs: the students' submissions, the rubric (its seed drawn once and kept), the
+    sandbox."""
     from grading.code_grade import python_files
     from grading.rubric import DEFAULT, load_rubric
     from grading.sandbox import sandbox_problem
 
-    folders = sorted((p for p in submissions_dir.iterdir() if p.is_dir() and not p.is_symlink()
-                      and not p.name.startswith(".")), key=lambda p: p.name)
-    if args.weights_only or not any(python_files(p) for p in folders):
+    students = [s for s in submissions if s.folder is not None or s.status != "ok"]
+    if args.weights_only or not any(python_files(s.folder) for s in students if s.folder is not None):
         return None
     rubric = load_rubric(args.config or DEFAULT, out)
     problem = None if args.no_sandbox else sandbox_problem()
     if problem:
         raise UsageError(problem)
-    return {"folders": folders, "rubric": rubric, "sandboxed": not args.no_sandbox}
+    return {"submissions": students, "rubric": rubric, "sandboxed": not args.no_sandbox}
 
 
 def grade_class_code(code, train, rows, args):
@@ -181,12 +242,16 @@ def grade_class_code(code, train, rows, args):
 
     started, rubric = time.perf_counter(), code["rubric"]
     calls = probe_calls(rubric.seed, mnist_slice(*train))
-    students = [Student(p.name, weights=[r for r in rows if r["submission"] == p.name]) for p in code["folders"]]
+    students = [Student(s.name, weights=[r for r in rows if r["submission"] == s.name], submission=s)
+                for s in code["submissions"]]
     print(f"grade.py: the code of {plural(len(students), 'student')}, {args.processes} at a time, "
           + ("each in a sandbox" if code["sandboxed"] else "WITHOUT a sandbox (--no-sandbox)"), flush=True)
 
-    def grade(item):
-        student, folder = item
+    def grade(student):
+        folder = student.submission.folder
+        if folder is None:
+            student.error = "" if student.submission.notes else student.submission.status  # the notes say why
+            return student
         try:
             student.code = grade_code(folder, calls, rubric, student.id, code["sandboxed"])
         except Exception as error:  # noqa: BLE001 - one student's failure is that student's row
@@ -195,7 +260,7 @@ def grade_class_code(code, train, rows, args):
 
     with ThreadPoolExecutor(args.processes) as pool, tqdm(total=len(students), desc="code", unit="student",
                                                           disable=True if args.quiet else None) as bar:
-        for _ in pool.map(grade, zip(students, code["folders"])):
+        for _ in pool.map(grade, students):
             bar.update(1)
     return {"students": students, "seconds": time.perf_counter() - started}
 
@@ -205,10 +270,9 @@ def grade_files(submissions, submissions_dir, references, data, args, no_model_r
     of every submission without one, sorted by submission and file."""
     from grading.gradebook import flag_duplicates
 
-    tasks = [{"path": str(path), "purpose": "grade", "submission": name,
-              "file": (path.name if path.parent == submissions_dir
-                       else path.relative_to(submissions_dir / name).as_posix())}
-             for name, files in submissions for path in files]
+    tasks = [{"path": str(path), "purpose": "grade", "submission": s.name,
+              "file": path.name if s.folder is None else path.relative_to(s.folder).as_posix()}
+             for s in submissions for path in s.model_files]
     tasks += [{"path": str(path), "purpose": "reference", "name": shown} for shown, path in references]
     n_files = sum(task["purpose"] == "grade" for task in tasks)
     print(f"grade.py: {plural(len(submissions), 'submission')}, {plural(n_files, 'model file')} in "
@@ -218,7 +282,7 @@ def grade_files(submissions, submissions_dir, references, data, args, no_model_r
     rows = [row_of(task, results[i]) for i, task in enumerate(tasks) if task["purpose"] == "grade"]
     rows += [{"submission": name, "file": "", "status": "no model", "notes": [
         "no .pkl, .pickle, .npz, .npy, .pt or .pth file in the submission"], **EMPTY}
-             for name, files in submissions if not files and no_model_rows]
+             for name, files in ((s.name, s.model_files) for s in submissions) if not files and no_model_rows]
     rows.sort(key=lambda row: (row["submission"], row["file"]))
     reference_rows = [{"name": task["name"], **results[i]} for i, task in enumerate(tasks)
                       if task["purpose"] == "reference" and results[i].get("sha256")]

@@ -13,6 +13,7 @@ Pure functions over rows, apart from the writers at the end; nothing here reads 
 import datetime
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -376,7 +377,8 @@ def write_code_outputs(out_dir, rows, seeds, command, references_line, warning, 
     """modules.csv, scores.csv (one row per student: code points, and the weights' test accuracy where weights
     were handed in), summary.md (the code's, then the weights'), feedback/<student_id>.html,
     gradescope/<student_id>/results.json, and grades.csv and histogram.png where weights were handed in."""
-    from grading import classbook
+    from grading import classbook, feedback
+    from grading.copies import similarity_csv
 
     students, rubric = code["students"], code["rubric"]
     weights = [row for row in rows if row["file"]]
@@ -384,7 +386,8 @@ def write_code_outputs(out_dir, rows, seeds, command, references_line, warning, 
         written = [out_dir / name for name in ("modules.csv", "scores.csv", "summary.md")]
         outputs.path(out_dir / "modules.csv").write_text(classbook.modules_text(students, rubric), encoding="utf-8")
         outputs.path(out_dir / "scores.csv").write_text(classbook.scores_text(students, rubric), encoding="utf-8")
-        text = classbook.summary_markdown(students, rubric, command, code["sandboxed"], code["seconds"])
+        text = classbook.summary_markdown(students, rubric, command, code["sandboxed"], code["seconds"],
+                                          code.get("copies"))
         if weights:
             text += "\n" + summary_markdown(weights, seeds, command, references_line, "histogram.png", warning) \
                 .replace("\n# ", "\n## ").replace("\n## ", "\n### ").replace("# Grades of", "## Weights: grades of", 1)
@@ -394,13 +397,21 @@ def write_code_outputs(out_dir, rows, seeds, command, references_line, warning, 
                 plot_histogram(outputs.path(out_dir / "histogram.png"), weights, seeds)
                 written.append(out_dir / "histogram.png")
         outputs.path(out_dir / "summary.md").write_text(text, encoding="utf-8")
+        if code.get("copies") is not None:
+            outputs.path(out_dir / "similarity.csv").write_text(similarity_csv(code["copies"]), encoding="utf-8")
+            written.append(out_dir / "similarity.csv")
+            report = Path(out_dir) / ".copies" / "report.html"
+            if report.is_file():
+                outputs.path(out_dir / "similarity.html").write_bytes(report.read_bytes())
+                written.append(out_dir / "similarity.html")
         names = {}
         for student in students:
             name = safe_name(student.id)
             name = name if name not in names else safe_name(student.folder)
             names[name] = student
             outputs.path(out_dir / "feedback" / f"{name}.html").write_text(
-                classbook.feedback_html(student, rubric), encoding="utf-8")
+                feedback.feedback_html(student, rubric), encoding="utf-8")
             outputs.path(out_dir / "gradescope" / name / "results.json").write_text(
                 strict_json(classbook.gradescope(student, rubric), indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(Path(out_dir) / ".copies", ignore_errors=True)
     return written + [out_dir / "feedback", out_dir / "gradescope"]

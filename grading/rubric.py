@@ -10,10 +10,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import models
 from common.errors import UsageError
 
 DEFAULT = Path(__file__).with_name("grading.toml")
-SECTIONS = ("points", "tolerances", "integration", "limits", "ban", "conventions", "students")
+SECTIONS = ("points", "tolerances", "integration", "limits", "ban", "conventions", "late", "copies", "report",
+            "students")
 
 
 @dataclass
@@ -26,6 +28,9 @@ class Rubric:
     banned: tuple
     allow: tuple
     students: dict = field(default_factory=dict)
+    late: tuple = ()            # ((up to hours late, share kept), ...)
+    copies: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
     seed: int = 0
     secret_path: Path = None
 
@@ -36,8 +41,21 @@ class Rubric:
                 "cnn_loss_ratio": self.integration["cnn_loss_ratio"]}
 
     @property
-    def max_points(self):
+    def code_points(self):
         return sum(self.points.values())
+
+    @property
+    def report_points(self):
+        return self.report["figure_points"] * len(REPORT_ITEMS)
+
+    @property
+    def max_points(self):
+        return self.code_points + self.report_points
+
+
+MODELS = models.MODELS  # the report shows a figure of each
+FIGURES = ("loss_graph", "confusion_matrix", "top3_images")
+REPORT_ITEMS = tuple(f"{m}.{f}" for m in MODELS for f in FIGURES)
 
 
 def secret_path(config, out):
@@ -78,6 +96,11 @@ def load_rubric(config=DEFAULT, out="graded"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# The secret seed of this class's hidden tests: keep it, share it with nobody; a regrade "
                         f"reads it.\nseed = {seed}\n", encoding="utf-8")
+    schedule = merged["late"].get("schedule", [])
+    if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and
+               r[0] > 0 and 0 <= r[1] <= 1 for r in schedule):
+        raise UsageError(f"{config}: [late] schedule must be [[hours, share kept], ...], hours > 0, 0 <= share <= 1")
     return Rubric(Path(config), {k: float(v) for k, v in merged["points"].items()}, merged["tolerances"],
                   merged["integration"], merged["limits"], tuple(merged["ban"].get("modules", ())),
-                  tuple(merged["conventions"].get("allow", ())), data.get("students", {}), int(seed), path)
+                  tuple(merged["conventions"].get("allow", ())), data.get("students", {}),
+                  tuple((float(h), float(f)) for h, f in schedule), merged["copies"], merged["report"], int(seed), path)

@@ -68,7 +68,7 @@ def test_the_kits_own_code_passes_every_part_that_earns_points(graded_class):
     rows = verdicts(out, "1000")
     assert {p: r["verdict"] for p, r in rows.items() if float(r["max_points"]) > 0 and r["verdict"] != "pass"} == {}
     scores = {r["student_id"]: r for r in read_csv(out / "scores.csv")}
-    assert scores["1000"]["code_points"] == scores["1000"]["max_points"] == "22"
+    assert scores["1000"]["code_points"] == "22" and scores["1000"]["max_points"] == "28"   # + 6 for the report
     assert scores["1000"]["name"] == "kit copy" and scores["1000"]["status"] == "graded"
     # the kit's layers have no stride: those parts (worth 0) are missing, saying why
     assert rows["pool.backward_stride"]["verdict"] == "missing" and "2x2" in rows["pool.backward_stride"]["detail"]
@@ -129,8 +129,10 @@ def test_the_outputs_agree_with_each_other(graded_class):
         rows = [r for r in modules if r["student_id"] == score["student_id"]]
         assert sum(float(r["points"]) for r in rows) == pytest.approx(float(score["code_points"]))
         results = json.loads((out / "gradescope" / score["student_id"] / "results.json").read_text())
-        assert results["score"] == pytest.approx(float(score["code_points"]))
-        assert [t["name"] for t in results["tests"] if "weights" not in t["name"]] == [r["part"] for r in rows]
+        assert results["score"] == pytest.approx(float(score["final"]))
+        assert float(score["final"]) == pytest.approx(float(score["code_points"]) + float(score["report_points"]))
+        assert [t["name"] for t in results["tests"] if t["max_score"] and not t["name"].startswith("report")] == \
+            [r["part"] for r in rows if float(r["max_points"])]
         assert (out / "feedback" / f"{score['student_id']}.html").is_file()
     summary = (out / "summary.md").read_text()
     assert "## Pass rate per module part" in summary and "## Totals" in summary
@@ -233,14 +235,16 @@ def test_a_module_discovery_cannot_settle_is_missing_until_the_rubric_points_to_
 def test_where_bwrap_cannot_start_grade_py_refuses_in_one_line_unless_told(tmp_path, monkeypatch):
     from common.errors import UsageError
     from grading import cli, sandbox
+    from grading.lms import gather
 
     folder = write_student(tmp_path / "class" / "PA1_1_a").parent
+    submissions = gather(folder, tmp_path / "out")
     monkeypatch.setattr(sandbox, "sandbox_problem", lambda: "bwrap cannot create a sandbox here (no user "
                         "namespaces): enable unprivileged user namespaces, or grade with --no-sandbox")
     args = cli.build_parser().parse_args([str(folder), "--out", str(tmp_path / "out")])
     with pytest.raises(UsageError, match="--no-sandbox"):
-        cli.code_plan(folder, args, tmp_path / "out")
+        cli.code_plan(submissions, args, tmp_path / "out")
     args = cli.build_parser().parse_args([str(folder), "--out", str(tmp_path / "out"), "--no-sandbox"])
-    assert cli.code_plan(folder, args, tmp_path / "out")["sandboxed"] is False
+    assert cli.code_plan(submissions, args, tmp_path / "out")["sandboxed"] is False
     args = cli.build_parser().parse_args([str(folder), "--weights-only"])
-    assert cli.code_plan(folder, args, tmp_path / "out") is None
+    assert cli.code_plan(submissions, args, tmp_path / "out") is None

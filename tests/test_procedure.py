@@ -1,7 +1,6 @@
 """reproduction/procedure.py: the report's numbers against the seeds' prediction intervals, and the ablation of the
 training procedure, on synthetic run records (no training)."""
 
-import numpy as np
 import pytest
 
 from reproduction.procedure import ABLATION, CELLS, ablation_section, report_against_seeds
