@@ -372,6 +372,9 @@ class Run:
 
     def write_outputs(self, test_images, final):
         final = final or self.history[-1]
+        warning = None if self.eval_only else above_chance(final, self.history[-1], self.config.get("lr"))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         logits, labels = self.last
         predictions = np.asarray(logits).argmax(axis=1)
         confusion = metrics.confusion_counts(labels, predictions)
@@ -396,6 +399,20 @@ class Run:
         print(f"{self.model}: test accuracy {final['test_acc']:.2%}, test loss {final['test_loss']:.4f}; "
               f"{self.elapsed():.1f} s; outputs in {where}", flush=True)
         return record
+
+
+CHANCE_LOSS = math.log(10)  # nats: the cross-entropy of guessing 1/10 for every digit
+
+
+def above_chance(final, last_epoch, lr):
+    """The warning for a run that ended with a finite loss no better than guessing (the learning rate blew the
+    weights up without reaching inf: a student's most common first failure), else None."""
+    loss = final.get("train_loss")
+    loss = last_epoch.get("train_loss_running") if loss is None else loss
+    if loss is None or not math.isfinite(loss) or loss <= CHANCE_LOSS:
+        return None
+    return (f"the training loss ended at {loss:.3f} nats, no better than chance (ln 10 = {CHANCE_LOSS:.2f}): "
+            f"the learning rate (--lr {lr:g}) is probably too high; try a tenth of it")
 
 
 def now():

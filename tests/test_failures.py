@@ -220,6 +220,19 @@ def test_diverging_loss_stops_at_once_and_keeps_earlier_outputs(good_runs, scrip
     assert snapshot(good_runs) == before
 
 
+@pytest.mark.parametrize("script, lr", [("nn_numpy", "5"), ("cnn_torch", "1")])
+def test_a_run_that_ends_no_better_than_chance_says_so_naming_the_learning_rate(tmp_path, mnist_dir, script, lr):
+    """A finite loss above ln 10 (the weights blown up without reaching inf) finishes, with one warning line."""
+    result = run_script(f"{script}.py", *QUICK, "--lr", lr, "--out-dir", tmp_path / "figures",
+                        "--checkpoint", tmp_path / "checkpoints" / script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: the training loss ended at "), result.stderr
+    assert f"no better than chance (ln 10 = 2.30): the learning rate (--lr {lr}) is probably too high" in lines[0]
+    good = run_script(f"{script}.py", *QUICK, "--out-dir", tmp_path / "good", "--checkpoint", tmp_path / "ck")
+    assert good.returncode == 0 and "warning" not in good.stderr
+
+
 @pytest.mark.parametrize("script, how", [("nn_numpy", signal.SIGINT), ("cnn_numpy", signal.SIGINT),
                                          ("cnn_torch", signal.SIGINT), ("nn_numpy", signal.SIGTERM),
                                          ("cnn_numpy", signal.SIGTERM)])  # cnn_numpy: with its worker process
