@@ -110,10 +110,13 @@ def sandbox_parts(calls, overrides):
 
 
 def unfinished(call, result):
-    """The rows of a call that did not finish: missing (discovery could not settle it), timeout, or error."""
+    """The rows of a call that did not finish: missing (discovery could not settle it, or a part still raises
+    NotImplementedError, as the handout's blanks do), timeout, or error."""
     note = result.note or result.status
     if note.startswith("Missing: "):
         verdict, note = "missing", re.sub(r" \((probes|finding|networks)\.py:\d+\)$", "", note[len("Missing: "):])
+    elif note.startswith("NotImplementedError"):   # the handout's blank body (python -m grading.handout)
+        verdict, note = "missing", f"not written yet ({note})"
     else:
         verdict = "timeout" if result.status == "timeout" else "error"
     return [Row(part, verdict, None, note) for part in call.parts]

@@ -15,7 +15,7 @@ from common.errors import UsageError
 
 DEFAULT = Path(__file__).with_name("grading.toml")
 SECTIONS = ("points", "tolerances", "integration", "limits", "ban", "conventions", "late", "copies", "report",
-            "students")
+            "handout", "students")
 
 
 @dataclass
