@@ -39,6 +39,15 @@ FAST_LAYERS = '''    p.add_argument("--layers", choices=["textbook", "fast"], de
                         "fast_cnn/, the same network laid out for speed, each batch as two halves (default: "
                         "%(default)s)")
 '''
+FAST_PATH_DOC = """Two paths compute the same network. --layers textbook trains with the classes of this file through
+nn_numpy.train_epoch. --layers fast (the default, so the report's run takes seconds, not minutes) uses
+fast_cnn/: the same layers laid out for the CPU's caches, each batch as two halves in two processes. The two
+start from the same weights and see the same batches; tests/test_fast_layers.py proves that they compute the
+same values and gradients (up to rounding).
+"""
+TEXTBOOK_DOC = """It trains with the classes of this file through nn_numpy.train_epoch, one batch at a time (the report's
+five epochs take several minutes on a laptop: try --epochs 1 --limit-train 2000 first).
+"""
 TEXTBOOK_ONLY = '''    p.add_argument("--layers", choices=["textbook"], default="textbook",
                    help="the Conv2d and MaxPool2d of this file (the kit's fast path is not part of the handout)")
 '''
@@ -49,7 +58,7 @@ def read_rubric(config):
     default = read_toml(DEFAULT, "the kit's rubric")
     data = read_toml(config, "--config") if Path(config).resolve() != DEFAULT.resolve() else default
     return {section: {**default.get(section, {}), **data.get(section, {})}
-            for section in ("points", "late", "report", "handout", "ban")}
+            for section in ("points", "late", "report", "handout", "ban", "integration")}
 
 
 def parts_of(rubric):
@@ -116,7 +125,9 @@ def handed_out_sources(rubric):
         if file == "cnn_numpy.py":
             if text.count(FAST_LAYERS) != 1:
                 raise UsageError("cnn_numpy.py's --layers flag changed: update grading/handout.py's FAST_LAYERS")
-            text = text.replace(FAST_LAYERS, TEXTBOOK_ONLY)
+            if text.count(FAST_PATH_DOC) != 1:
+                raise UsageError("cnn_numpy.py's docstring changed: update grading/handout.py's FAST_PATH_DOC")
+            text = text.replace(FAST_LAYERS, TEXTBOOK_ONLY).replace(FAST_PATH_DOC, TEXTBOOK_DOC)
         texts[file] = text
     return texts, removed
 
@@ -143,6 +154,10 @@ def points_of(module, points):
     return {part: value for part, value in points.items() if part.startswith(prefixes)}
 
 
+def plural_points(value):
+    return f"{value:g} point{'' if value == 1 else 's'}"
+
+
 def readme(rubric):
     """The handout's README.md, from the rubric."""
     _, by_module = parts_of(rubric)
@@ -163,7 +178,7 @@ def readme(rubric):
     seen_classes = set()
     for module, entries in by_module.items():
         share = points_of(module, points)
-        out += [f"### {module} ({sum(share.values()):g} points)", ""]
+        out += [f"### {module} ({plural_points(sum(share.values()))})", ""]
         for file, qualname in entries:
             class_doc, own = docstring_of(file, qualname)
             out.append(f"- `{qualname}` in `{file}`")
@@ -173,22 +188,40 @@ def readme(rubric):
                 out += ["", "  ```", *[f"  {line}" for line in class_doc.splitlines()], "  ```"]
             if own:
                 out += ["", "  ```", *[f"  {line}" for line in own.splitlines()], "  ```"]
-        out += ["", "Graded: " + ", ".join(f"`{part}` {value:g}" for part, value in share.items()), ""]
+        out += ["", "Graded: " + ", ".join(f"`{part}` {value:g}" for part, value in share.items()) + ".", ""]
     handed = {part for module in by_module for part in points_of(module, points)}
     whole = {part: value for part, value in points.items() if part not in handed}
-    total = sum(points.values())
+    integration = rubric["integration"]
+    figure_points = float(rubric["report"].get("figure_points", 0))
+    report_total = figure_points * len(MODELS) * len(FIGURES)
     out += ["### The networks as a whole", "",
-            "Your layers composed into the report's networks and trained: " +
-            ", ".join(f"`{part}` {value:g}" for part, value in whole.items()) + ".", "",
-            f"The code is worth {total:g} points in all.", "", "## What to hand in", "",
+            "Your own layers composed into the report's networks: " +
+            ", ".join(f"`{part}` {value:g}" for part, value in whole.items()) + ". `mlp.train`: your Linear, ReLU, "
+            "softmax and loss in the 784-128-64-10 MLP, trained 300 steps of plain SGD on MNIST training images, "
+            f"must reach {float(integration.get('mlp_accuracy', 0.8)):.0%} on held-out training images; "
+            "`cnn.overfit`: your conv and max pooling in the report's CNN must bring its loss on one batch to "
+            f"{float(integration.get('cnn_loss_ratio', 0.5)):g} of its first value in 20 steps. "
+            "`mlp.gradient_check` compares the whole MLP's gradient with finite differences. A part worth 0 is "
+            "shown in your feedback only (the stride variants: the report's networks use stride 1 convolutions "
+            "and 2x2 pooling).", "",
+            "Each part is tested on the grader's own hidden inputs against a float64 reference; a backward must be "
+            "the true gradient of its own forward. Partial credit: each part earns its points on its own, even "
+            "where the whole network does not train.", "",
+            f"The code is worth {sum(points.values()):g} points and the report {report_total:g}: "
+            f"{sum(points.values()) + report_total:g} in all.", "",
+            "## The other half: the same networks with a framework", "",
+            "The assignment asks for each network twice. This folder is the half without a framework; write the "
+            "same MLP and CNN with PyTorch (or TensorFlow) yourself, in files of their own (for example "
+            "`nn_torch.py` and `cnn_torch.py`), with the same architectures and the report's figures. Those "
+            "files may import the framework; `nn_numpy.py` and `cnn_numpy.py` may not.", "",
+            "## What to hand in", "",
             "One zip, `PA1_<studentID>_<name>.zip` (for example `PA1_202412345_이경민.zip`), holding your code and "
             "your report as a PDF. No datasets, no weights.", ""]
-    figure_points = float(rubric["report"].get("figure_points", 0))
     names = {"loss_graph": "the train/test loss graph", "confusion_matrix": "the 10×10 probability confusion "
              "matrix", "top3_images": "the top-3 images of each class"}
     out += [f"The report shows, for each of the four models ({', '.join(f'`{m}`' for m in MODELS)}): "
             + "; ".join(names[f] for f in FIGURES) + f". Each of these {len(MODELS) * len(FIGURES)} figures is "
-            f"worth {figure_points:g} points ({figure_points * len(MODELS) * len(FIGURES):g} in all); give each a "
+            f"worth {figure_points:g} points ({report_total:g} in all); give each a "
             "caption that names it and its model.", "", "## Late work", "",
             "| handed in up to | keeps |", "|---|---|", "| the due time | 100% |"]
     for hours, share in sorted(rubric["late"].get("schedule", [])):

@@ -6,8 +6,13 @@
 For each part you have written, a known-answer test on small fixed inputs (the expected numbers, in
 check_data.json, come from a correct solution) and, for a backward, your gradient against centred finite
 differences of your own forward, in float64. Each line gives CS231n's relative error,
-max |a - b| / max(1e-8, |a| + |b|): around 1e-10 is right, above 1e-6 is a bug. A part that still raises
-NotImplementedError is "not written yet". The exit status is 0 when every part you have written passes.
+max |a - b| / max(1e-8, |a| + |b|), and "ok" below 1e-7 against a known answer, below 1e-6 against finite
+differences (right code lands near 1e-10; a convolution's dx, summing many terms, near 1e-7). A failure says
+what it can: a wrong shape, a constant factor (a 1/N too many or too few), the worst entry. Some checks are
+rules: a forward must leave its input unchanged; with tied maxima, max pooling may split the gradient among
+them, as long as it goes to the maxima only and sums to dout. Max pooling on a 5x5 input drops the last row
+and column (they belong to no window). A part that still raises NotImplementedError is
+"not written yet". The exit status is 0 when every part you have written passes.
 
 These are the public checks. The grader's tests are hidden and differ: other shapes and seeds, ties in max
 pooling, the networks trained as a whole.
@@ -64,8 +69,19 @@ def distinct(r, shape):
     return (r.permutation(int(np.prod(shape))).reshape(shape) * 0.05 + r.uniform(0, 0.01, size=shape))
 
 
-# --- the checks: each returns ({name: output to compare with the stored answer}, [(name, your gradient, f, the
-# array it is of)]): run_check takes the finite differences of f() over the array ---------------------------
+# --- the checks. Each returns (known, gradients, rules): {name: output compared with the stored answer};
+# [(name, your gradient, f, the array it is of)], compared with the finite differences of f() over the array;
+# [(name, passes, what it means)], a property that has more than one right answer (max pooling's ties) ------
+
+def forward(layer_or_function, x, *args):
+    """(y, the rule that x is left as it was): a forward must not change its input (the layer before, or a
+    finite difference, still needs it)."""
+    before = x.copy()
+    y = layer_or_function(x, *args)
+    same = bool(np.array_equal(x, before))
+    return y, ("x left unchanged", same, "forward leaves its input as it was" if same else
+               "forward changed its input x in place: compute into a new array (np.maximum(x, 0), x - m, ...)")
+
 
 def linear(nn, r):
     layer = nn.Linear(4, 3, rng(0), np.float64)
@@ -75,7 +91,8 @@ def linear(nn, r):
 
 def check_linear_forward(nn, cnn):
     layer, x = linear(nn, rng(10))
-    return {"y": layer.forward(x)}, []
+    y, kept = forward(layer.forward, x)
+    return {"y": y}, [], [kept]
 
 
 def layer_gradients(layer, x, dout):
@@ -85,7 +102,8 @@ def layer_gradients(layer, x, dout):
     dx = layer.backward(dout)
     known = {"dx": dx, "dW": layer.dW, "db": layer.db}
     f = lambda: float(np.sum(layer.forward(x) * dout))  # noqa: E731
-    return known, [(name, known[name], f, array) for name, array in (("dx", x), ("dW", layer.W), ("db", layer.b))]
+    return known, [(name, known[name], f, array) for name, array in (("dx", x), ("dW", layer.W),
+                                                                      ("db", layer.b))], []
 
 
 def check_linear_backward(nn, cnn):
@@ -94,23 +112,36 @@ def check_linear_backward(nn, cnn):
     return layer_gradients(layer, x, r.normal(size=(5, 3)))
 
 
+def with_zeros(r, shape):
+    x = away_from_zero(r, shape)
+    x.flat[::5] = 0.0       # exactly 0: ReLU's output 0, its gradient 0 (as PyTorch)
+    return x
+
+
 def check_relu_forward(nn, cnn):
-    return {"y": nn.ReLU().forward(away_from_zero(rng(20), (4, 6)))}, []
+    y, kept = forward(nn.ReLU().forward, with_zeros(rng(20), (4, 6)))
+    return {"y": y}, [], [kept]
 
 
 def check_relu_backward(nn, cnn):
     r = rng(21)
-    relu, x, dout = nn.ReLU(), away_from_zero(r, (4, 6)), r.normal(size=(4, 6))
+    relu, x, dout = nn.ReLU(), with_zeros(r, (4, 6)), r.normal(size=(4, 6))
     relu.forward(x)
+    known = {"dx, x with exact zeros": relu.backward(dout)}
+    smooth = away_from_zero(r, (4, 6))        # finite differences only away from the kink at 0
+    relu.forward(smooth)
     dx = relu.backward(dout)
-    return {"dx": dx}, [("dx", dx, lambda: float(np.sum(relu.forward(x) * dout)), x)]
+    return known, [("dx", dx, lambda: float(np.sum(relu.forward(smooth) * dout)), smooth)], []
 
 
 def check_softmax_forward(nn, cnn):
     r = rng(30)
     logits, labels = r.normal(size=(5, 10)), r.integers(0, 10, 5)
-    return {"loss": nn.SoftmaxCrossEntropy().forward(logits, labels),
-            "loss, logits near 1000": nn.SoftmaxCrossEntropy().forward(logits + 1000, labels)}, []
+    wide = logits.copy()
+    wide[:, 3] += 800.0                        # one logit 800 above the rest: exp(800) overflows unless shifted
+    loss, kept = forward(lambda z: nn.SoftmaxCrossEntropy().forward(z, labels), logits)
+    return {"loss": loss, "loss, logits near 1000": nn.SoftmaxCrossEntropy().forward(logits + 1000, labels),
+            "loss, one logit +800": nn.SoftmaxCrossEntropy().forward(wide, labels)}, [], [kept]
 
 
 def check_softmax_backward(nn, cnn):
@@ -118,7 +149,7 @@ def check_softmax_backward(nn, cnn):
     loss, logits, labels = nn.SoftmaxCrossEntropy(), r.normal(size=(5, 10)), r.integers(0, 10, 5)
     loss.forward(logits, labels)
     dz = loss.backward()
-    return {"dlogits": dz}, [("dlogits", dz, lambda: float(loss.forward(logits, labels)), logits)]
+    return {"dlogits": dz}, [("dlogits", dz, lambda: float(loss.forward(logits, labels)), logits)], []
 
 
 def check_sgd_step(nn, cnn):
@@ -131,9 +162,9 @@ def check_sgd_step(nn, cnn):
         for step in (1, 2):
             layer.dW, layer.db = r.normal(size=(3, 2)), r.normal(size=2)
             optimizer.step()
-            known[f"W, momentum {momentum:g}, step {step}"] = layer.W.copy()
-            known[f"b, momentum {momentum:g}, step {step}"] = layer.b.copy()
-    return known, []
+            known[f"W, momentum {momentum:g}, step {step}"] = model.layers[0].W.copy()
+            known[f"b, momentum {momentum:g}, step {step}"] = model.layers[0].b.copy()
+    return known, [], []
 
 
 def conv_inputs(r):
@@ -142,7 +173,8 @@ def conv_inputs(r):
 
 def check_conv_forward_loops(nn, cnn):
     x, W, b = conv_inputs(rng(50))
-    return {"y": cnn.conv_forward_loops(x, W, b, 1)}, []
+    y, kept = forward(cnn.conv_forward_loops, x, W, b, 1)
+    return {"y": y}, [], [kept]
 
 
 def check_conv_backward_loops(nn, cnn):
@@ -152,7 +184,7 @@ def check_conv_backward_loops(nn, cnn):
     dx, dW, db = cnn.conv_backward_loops(x, W, dout, 1)
     known = {"dx": dx, "dW": dW, "db": db}
     f = lambda: float(np.sum(cnn.conv_forward_loops(x, W, b, 1) * dout))  # noqa: E731
-    return known, [(name, known[name], f, array) for name, array in (("dx", x), ("dW", W), ("db", b))]
+    return known, [(name, known[name], f, array) for name, array in (("dx", x), ("dW", W), ("db", b))], []
 
 
 def conv2d(cnn, r):
@@ -164,7 +196,8 @@ def conv2d(cnn, r):
 
 def check_conv2d_forward(nn, cnn):
     layer, x = conv2d(cnn, rng(52))
-    return {"y": layer.forward(x)}, []
+    y, kept = forward(layer.forward, x)
+    return {"y": y}, [], [kept]
 
 
 def check_conv2d_backward(nn, cnn):
@@ -173,8 +206,37 @@ def check_conv2d_backward(nn, cnn):
     return layer_gradients(layer, x, r.normal(size=(2, 3, 5, 5)))
 
 
+def ties_rule(x, dout, dx):
+    """Where a window has several maxima, any split of its gradient among them is right: dx is 0 off the
+    maxima (and on the odd last row and column, in no window), and each window's dx sums to its dout."""
+    dx = np.asarray(dx, dtype=np.float64)
+    if dx.shape != x.shape:
+        return "dx, tied maxima", False, f"dx has shape {dx.shape}, x {x.shape}"
+    h, w = dout.shape[2] * 2, dout.shape[3] * 2
+    windows = x[:, :, :h, :w].reshape(*x.shape[:2], h // 2, 2, w // 2, 2)
+    grads = dx[:, :, :h, :w].reshape(windows.shape)
+    off_max = ((grads != 0) & (windows < windows.max(axis=(3, 5), keepdims=True))).any(axis=(3, 5))
+    wrong_sum = ~np.isclose(grads.sum(axis=(3, 5)), dout)
+    if off_max.any() or wrong_sum.any():
+        at = tuple(int(i) for i in np.argwhere(off_max | wrong_sum)[0])
+        n, c, i, j = at
+        return "dx, tied maxima", False, (
+            f"window {at}: " + ("gradient on an element that is not its maximum" if off_max[at] else
+                                f"its gradient sums to {grads[n, c, i, :, j, :].sum():.4g}, dout is "
+                                f"{dout[at]:.4g} (each tied maximum given all of it?)"))
+    if np.any(dx[:, :, h:] != 0) or np.any(dx[:, :, :, w:] != 0):
+        return "dx, tied maxima", False, "the odd last row or column, in no window, must get 0"
+    return "dx, tied maxima", True, "the gradient goes to the maxima only and sums to dout"
+
+
+def tied(r, shape):
+    return r.integers(0, 3, size=shape).astype(np.float64)   # values 0, 1, 2: most windows tie
+
+
 def check_maxpool_forward_loops(nn, cnn):
-    return {"y": cnn.maxpool_forward_loops(distinct(rng(60), (2, 2, 4, 4)))}, []
+    y, kept = forward(cnn.maxpool_forward_loops, distinct(rng(60), (2, 2, 4, 4)))
+    return {"y": y, "y, 5x5 input":
+            cnn.maxpool_forward_loops(distinct(rng(64), (1, 2, 5, 5)))}, [], [kept]
 
 
 def check_maxpool_backward_loops(nn, cnn):
@@ -182,11 +244,15 @@ def check_maxpool_backward_loops(nn, cnn):
     x, dout = distinct(r, (2, 2, 4, 4)), r.normal(size=(2, 2, 2, 2))
     dx = cnn.maxpool_backward_loops(x, dout)
     f = lambda: float(np.sum(cnn.maxpool_forward_loops(x) * dout))  # noqa: E731
-    return {"dx": dx}, [("dx", dx, f, x)]
+    x_tied, dout_tied = tied(r, (2, 2, 5, 5)), r.normal(size=(2, 2, 2, 2))
+    return {"dx": dx}, [("dx", dx, f, x)], [ties_rule(x_tied, dout_tied,
+                                                       cnn.maxpool_backward_loops(x_tied, dout_tied))]
 
 
 def check_maxpool2d_forward(nn, cnn):
-    return {"y": cnn.MaxPool2d(2).forward(distinct(rng(62), (2, 2, 4, 4)))}, []
+    y, kept = forward(cnn.MaxPool2d(2).forward, distinct(rng(62), (2, 2, 4, 4)))
+    return {"y": y, "y, 5x5 input":
+            cnn.MaxPool2d(2).forward(distinct(rng(65), (1, 2, 5, 5)))}, [], [kept]
 
 
 def check_maxpool2d_backward(nn, cnn):
@@ -194,7 +260,10 @@ def check_maxpool2d_backward(nn, cnn):
     pool, x, dout = cnn.MaxPool2d(2), distinct(r, (2, 2, 4, 4)), r.normal(size=(2, 2, 2, 2))
     pool.forward(x)
     dx = pool.backward(dout)
-    return {"dx": dx}, [("dx", dx, lambda: float(np.sum(pool.forward(x) * dout)), x)]
+    x_tied, dout_tied = tied(r, (2, 2, 5, 5)), r.normal(size=(2, 2, 2, 2))
+    pool.forward(x_tied)
+    rule = ties_rule(x_tied, dout_tied, pool.backward(dout_tied))
+    return {"dx": dx}, [("dx", dx, lambda: float(np.sum(pool.forward(x) * dout)), x)], [rule]
 
 
 # part (as grading.toml's [handout] names it) -> (module, check)
@@ -243,31 +312,64 @@ def is_blank(part, nn, cnn):
     return False
 
 
+def verdict(yours, expected, tolerance):
+    """(ok, 'rel. error 1.9e-10  ok' or 'FAIL' with what is wrong: the shape, a constant factor, the worst entry)."""
+    yours, expected = np.asarray(yours, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if yours.shape != expected.shape:
+        return False, f"FAIL  shape {yours.shape}, expected {expected.shape}"
+    error = rel_error(yours, expected)
+    if error <= tolerance:
+        return True, f"rel. error {error:.1e}  ok"
+    text = f"rel. error {error:.1e}  FAIL"
+    if not np.all(np.isfinite(yours)):
+        return False, text + f": yours has {'nan' if np.isnan(yours).any() else 'inf'} (an overflow?)"
+    nonzero = np.abs(expected) > 1e-12
+    ratios = yours[nonzero] / expected[nonzero]
+    if ratios.size and np.allclose(ratios, ratios[0], rtol=1e-6) and np.allclose(yours[~nonzero], 0):
+        return False, text + f": yours is {ratios[0]:.4g} times the answer everywhere"
+    worst = np.unravel_index(np.argmax(np.abs(yours - expected) / np.maximum(1e-8, np.abs(yours) +
+                                                                            np.abs(expected))), yours.shape)
+    where = f" at {tuple(int(i) for i in worst)}" if yours.ndim else ""
+    return False, text + f": worst{where}: yours {yours[worst]:.6g}, expected {expected[worst]:.6g}"
+
+
+def error_line(error):
+    """'ValueError: ... (nn_numpy.py:57)': the exception and the innermost line of your files."""
+    frames = [(frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(error.__traceback__)]
+    mine = [f"{Path(name).name}:{line}" for name, line in frames if Path(name).resolve().parent == HERE
+            and Path(name).name != "check.py"]
+    return f"{type(error).__name__}: {error}" + (f" ({mine[-1]})" if mine else "")
+
+
 def run_check(part, check, nn, cnn, expected):
-    """The lines of one part, and whether it passes (None: not written yet)."""
+    """The lines of one part, and whether it passes (None: not written yet, or waiting on another part)."""
     if is_blank(part, nn, cnn):
         return [f"{part:<30} not written yet"], None
     try:
-        known, gradients = check(nn, cnn)
+        known, gradients, rules = check(nn, cnn)
     except NotImplementedError as error:
         return [f"{part:<30} {unwritten(error)}"], None
     except Exception as error:  # noqa: BLE001 - a student's bug is a line, not a traceback
-        return [f"{part:<30} FAIL  {type(error).__name__}: {error}"], False
+        return [f"{part:<30} FAIL  {error_line(error)}"], False
     lines, ok = [], True
     for name, value in known.items():
-        error = rel_error(value, expected[name])
-        ok &= error <= KNOWN_TOLERANCE
-        lines.append(f"{part:<30} {name:<26} known answer     rel. error {error:.1e}  "
-                     f"{'ok' if error <= KNOWN_TOLERANCE else 'FAIL'}")
+        good, text = verdict(value, expected[name], KNOWN_TOLERANCE)
+        ok &= good
+        lines.append(f"{part:<30} {name:<26} known answer     {text}")
     for name, yours, f, array in gradients:
         try:
-            error = rel_error(yours, numeric_gradient(f, array))
+            good, text = verdict(yours, numeric_gradient(f, array), GRADIENT_TOLERANCE)
         except NotImplementedError as missing:
             lines.append(f"{part:<30} {name:<26} finite diff.     {unwritten(missing)}")
             continue
-        ok &= error <= GRADIENT_TOLERANCE
-        lines.append(f"{part:<30} {name:<26} finite diff.     rel. error {error:.1e}  "
-                     f"{'ok' if error <= GRADIENT_TOLERANCE else 'FAIL'}")
+        except Exception as error:  # noqa: BLE001
+            good, text = False, f"FAIL  {error_line(error)}"
+        ok &= good
+        lines.append(f"{part:<30} {name:<26} finite diff.     {text}")
+    for name, good, meaning in rules:
+        ok &= good
+        lines.append(f"{part:<30} {name:<26} {'ok' if good else 'FAIL'}  {meaning}" if not good else
+                     f"{part:<30} {name:<26} ok")
     return lines, ok
 
 
@@ -288,10 +390,14 @@ def main(argv=None):
     for part, check in chosen.items():
         lines, verdicts[part] = run_check(part, check, nn_numpy, cnn_numpy, expected[part])
         print("\n".join(lines))
-    written = [p for p, v in verdicts.items() if v is not None]
+    blank = [p for p in chosen if is_blank(p, nn_numpy, cnn_numpy)]
+    checked = [p for p, v in verdicts.items() if v is not None]
     failed = [p for p, v in verdicts.items() if v is False]
-    print(f"\n{len(written)} of {len(chosen)} parts written; " +
-          (f"{len(failed)} fail: {', '.join(failed)}" if failed else "every written part passes"))
+    waiting = len(chosen) - len(blank) - len(checked)
+    print(f"\n{len(chosen) - len(blank)} of {len(chosen)} parts written" +
+          (f" ({waiting} waiting on another part)" if waiting else "") + "; " +
+          (f"{len(failed)} fail: {', '.join(failed)}" if failed else
+           "every checked part passes" if checked else "nothing to check yet"))
     return 1 if failed else 0
 
 

@@ -126,13 +126,14 @@ def test_check_py_says_not_written_yet_for_every_blank_part(written):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert [line.split()[0] for line in lines[:-1]] == list(CHECKS)
-    assert all(line.endswith("not written yet") for line in lines[:-1]) and "0 of 15 parts written" in lines[-1]
+    assert all(line.endswith("not written yet") for line in lines[:-1])
+    assert lines[-1] == "0 of 15 parts written; nothing to check yet"
 
 
 def test_the_kits_bodies_put_back_pass_every_check(copy):
     result = check_py(filled(copy))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "FAIL" not in result.stdout and "15 of 15 parts written; every written part passes" in result.stdout
+    assert "FAIL" not in result.stdout and "15 of 15 parts written; every checked part passes" in result.stdout
     one = check_py(copy, "relu")
     assert one.returncode == 0 and "2 of 2 parts written" in one.stdout and "Linear" not in one.stdout
 
@@ -145,6 +146,38 @@ def test_each_mutant_fails_exactly_its_part_in_check_py(copy, mutant):
              "loss.backward": "SoftmaxCrossEntropy.backward", "conv.backward.dx": "Conv2d.backward",
              "pool.backward": "MaxPool2d.backward", "sgd.step": "SGD.step"}[MUTANTS[mutant].part]
     assert result.returncode == 1 and failed == [owner], result.stdout
+
+
+# A student's first mistakes (from a first-time student's review), each caught with a line saying what is wrong
+MISTAKES = {
+    "relu_at_zero": ("nn_numpy.py", "return dout * (self.out > 0)", "return dout * (self.out >= 0)",
+                     "ReLU.backward", "dx, x with exact zeros     known answer     rel. error 1.0e+00  FAIL: worst"),
+    "relu_in_place": ("nn_numpy.py", "self.out = np.maximum(x, 0)", "x[x < 0] = 0\n        self.out = x",
+                      "ReLU.forward", "x left unchanged           FAIL  forward changed its input x in place"),
+    "db_not_summed": ("nn_numpy.py", "self.db = dout.sum(axis=0)", "self.db = dout", "Linear.backward",
+                      "db                         known answer     FAIL  shape (5, 3), expected (3,)"),
+    "db_mean": ("nn_numpy.py", "self.db = dout.sum(axis=0)", "self.db = dout.mean(axis=0)", "Linear.backward",
+                "FAIL: yours is 0.2 times the answer everywhere"),
+    "pool_ties_all": ("cnn_numpy.py", "first = (self.x[:, :, u::2, v::2] == self.y) & ~taken",
+                      "first = (self.x[:, :, u::2, v::2] == self.y)", "MaxPool2d.backward",
+                      "(each tied maximum given all of it?)"),
+    "softmax_unshifted": ("nn_numpy.py", "return (np.log(total[:, 0]) - shifted[rows, labels]).mean()",
+                          "return -np.log(np.exp(logits)[rows, labels] / np.exp(logits).sum(1)).mean()",
+                          "SoftmaxCrossEntropy.forward", "loss, one logit +800       known answer     rel. error nan"
+                                                         "  FAIL: yours has nan (an overflow?)"),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_students_first_mistakes_fail_their_part_saying_what_is_wrong(copy, mistake):
+    file, old, new, part, says = MISTAKES[mistake]
+    filled(copy)
+    text = (copy / file).read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    (copy / file).write_text(text.replace(old, new), encoding="utf-8")
+    result = check_py(copy)
+    failed = sorted({line.split()[0] for line in result.stdout.splitlines() if "FAIL" in line})
+    assert result.returncode == 1 and part in failed and says in result.stdout, result.stdout
 
 
 def test_a_part_written_before_the_one_it_needs_says_so(copy):
