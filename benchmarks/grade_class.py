@@ -111,7 +111,8 @@ def main():
                 shutil.copy(Path(args.original) / name, folder / name)
             wall = grade(folder.parent, tmp / "out-original", 1)
             row = read(tmp / "out-original" / "scores.csv")[0]
-            print(f"the original's code alone: {student_seconds(tmp / 'out-original')['1']:.1f} s for the student ({wall:.0f} s for grade.py), "
+            alone = student_seconds(tmp / "out-original")["1"]
+            print(f"the original's code alone: {alone:.1f} s for the student ({wall:.0f} s for grade.py), "
                   f"{row['code_points']} of {row['max_points']} points")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -65,7 +65,7 @@ def build_parser():
                    help="folder of the code the course handed out (e.g. the data loader), left out of the copy "
                         "check (default: none)")
     p.add_argument("--sources", action="append", default=None,
-                   help="folder of known public code each submission is compared with (repeatable; default: the "
+                   help="folder of known public code each submission is compared with (repeatable; added to the "
                         "kit's nn_numpy.py and cnn_numpy.py, and the original's code where found)")
     p.add_argument("--copies", choices=("flag", "zero"), default="flag",
                    help="flag: list similar pairs for you to decide (default); zero: the handout's rule, no grade "
@@ -191,24 +191,32 @@ def check_lms_flags(args):
 def class_checks(code, args, out):
     """Lateness, copies and the report of every student, beside their code."""
     from grading.copies import find_copies
-    from grading.lms import lateness
+    from grading.lms import lateness, times_warnings
     from grading.report import read_reports
 
     rubric = code["rubric"]
     for student in code["students"]:
         student.late = lateness(student.submission, args.due_at, args.times_map, rubric.late, student.id)
-    code["copies"] = find_copies(code["students"], out, args.boilerplate, args.sources or default_sources(),
+    sources, missing = default_sources()
+    warnings = times_warnings(code["students"], args.times_map, args.due_at) + ([missing] if missing else [])
+    for line in warnings:
+        print(f"grade.py: warning: {line}", file=sys.stderr, flush=True)
+    code["copies"] = find_copies(code["students"], out, args.boilerplate, sources + list(args.sources or []),
                                  rubric.copies["threshold"], args.copies)
     read_reports(code["students"], rubric, args.report_marks, args.processes)
 
 
 def default_sources():
-    """The kit's two NumPy scripts, and the original's code where its folder is found."""
+    """([the kit's two NumPy scripts, and the original's code where its folder is found], the warning when it is
+    not): --sources adds to these."""
     original = original_folder(None)
     files = [original / name for name in ("nn_pure_python.py", "cnn_pure_python.py", "nn_framework.py",
                                           "cnn_framework.py") if (original / name).is_file()]
+    missing = None if files else (f"not checked for copies of the original report's public code: it is not in "
+                                  f"{' or '.join(str(f) for f in ORIGINAL_FOLDERS)} (give --sources DIR with its "
+                                  "nn_pure_python.py, cnn_pure_python.py, ...)")
     return [("the kit's nn_numpy.py and cnn_numpy.py", [ROOT / "nn_numpy.py", ROOT / "cnn_numpy.py"])] + (
-        [("the original report's code", files)] if files else [])
+        [("the original report's code", files)] if files else []), missing
 
 
 def code_plan(submissions, args, out):

@@ -5,12 +5,13 @@
     pairs[0]     # Pair(a="PA1_1_x", b="PA1_2_y", a_in_b=0.91, b_in_a=0.88, flagged=True)
 
 Each student's .py files are joined into one file (in path order), so functions moved between files or reordered
-still match; copydetect tokenizes the code (identifiers, strings and comments normalised, so renaming and
-rewriting comments hide nothing) and compares fingerprints of 25-token windows, the course's handed-out files
-(``boilerplate``) left out. A pair is flagged where either side's share found in the other reaches
-``threshold``. similarity_csv(pairs) is OUT/similarity.csv (every pair, largest first); copydetect's side-by-side
-report of the flagged pairs is left at OUT/.copies/report.html for the writer to move to OUT/similarity.html.
-With ``mode`` "zero", a flagged student's total is 0.
+still match; copydetect tokenizes the code (identifiers, strings and comments normalised, so renaming and rewriting
+comments hide nothing) and compares fingerprints of 25-token windows; every line the course's handed-out files
+(``boilerplate``) also have is taken out first, and copydetect leaves out their fingerprints. A pair is flagged
+where either side's share found in the other reaches ``threshold``. similarity_csv(pairs) is OUT/similarity.csv
+(every pair, largest first); copydetect's side-by-side report of the flagged pairs is left at
+OUT/.copies/report.html for the writer to move to OUT/similarity.html. With ``mode`` "zero", a flagged student's
+total is 0.
 """
 
 import dataclasses
@@ -35,15 +36,19 @@ class Pair:
     flagged: bool
 
 
-def joined(folder, target):
-    """One file of every .py in ``folder`` (path order), each headed by its path; False when there is none."""
+def joined(folder, target, handed_out=frozenset()):
+    """One file of every .py in ``folder`` (path order), each headed by its path, less every line that the
+    course's handed-out code also has (``handed_out``: stripped lines); False when nothing is left."""
     files = python_files(folder) if Path(folder).is_dir() else []
     parts = []
     for rel in files:
         try:
-            parts.append(f"# --- {rel}\n" + (Path(folder) / rel).read_text(encoding="utf-8", errors="replace"))
+            text = (Path(folder) / rel).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
+        own = [line for line in text.splitlines() if line.strip() not in handed_out]
+        if any(line.strip() for line in own):
+            parts.append(f"# --- {rel}\n" + "\n".join(own))
     if not parts:
         return False
     target.write_text("\n".join(parts), encoding="utf-8")
@@ -60,11 +65,12 @@ def find_copies(students, out, boilerplate=None, sources=(), threshold=0.5, mode
     (stage / "students").mkdir(parents=True)
     (stage / "sources").mkdir()
     names = {}
+    handed_out = handed_out_lines(boilerplate)
     for student in students:
         folder = student.submission.folder if student.submission is not None else None
         student.copies = []
         target = stage / "students" / f"{len(names):04d}_{safe(student.submission.name)}.py"
-        if folder is not None and joined(folder, target):
+        if folder is not None and joined(folder, target, handed_out):
             names[target.name] = student.submission.name
     for source in sources:
         label, files = source if isinstance(source, tuple) else (Path(source).name, [Path(source)])
@@ -109,6 +115,22 @@ def find_copies(students, out, boilerplate=None, sources=(), threshold=0.5, mode
                 by_name[me].copies.append((other, share))
                 by_name[me].zeroed = by_name[me].zeroed or mode == "zero"
     return pairs
+
+
+def handed_out_lines(boilerplate):
+    """The stripped lines of the course's handed-out .py files. They are taken out of each student's code before
+    fingerprinting: a handout's docstrings, signatures and main() around a student's bodies would otherwise
+    make windows that straddle the two, and two honest students filling the same handout look alike."""
+    if not boilerplate or not Path(boilerplate).is_dir():
+        return frozenset()
+    lines = set()
+    for rel in python_files(boilerplate):
+        try:
+            lines |= {line.strip() for line in (Path(boilerplate) / rel).read_text(encoding="utf-8",
+                                                                                    errors="replace").splitlines()}
+        except OSError:
+            continue
+    return frozenset(lines)
 
 
 def safe(label):

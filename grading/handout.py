@@ -45,8 +45,8 @@ fast_cnn/: the same layers laid out for the CPU's caches, each batch as two halv
 start from the same weights and see the same batches; tests/test_fast_layers.py proves that they compute the
 same values and gradients (up to rounding).
 """
-TEXTBOOK_DOC = """It trains with the classes of this file through nn_numpy.train_epoch, one batch at a time (the report's
-five epochs take several minutes on a laptop: try --epochs 1 --limit-train 2000 first).
+TEXTBOOK_DOC = """It trains with the classes of this file through nn_numpy.train_epoch, one batch at a time (the
+report's five epochs take several minutes on a laptop: try --epochs 1 --limit-train 2000 first).
 """
 TEXTBOOK_ONLY = '''    p.add_argument("--layers", choices=["textbook"], default="textbook",
                    help="the Conv2d and MaxPool2d of this file (the kit's fast path is not part of the handout)")
@@ -181,7 +181,8 @@ def readme(rubric):
         out += [f"### {module} ({plural_points(sum(share.values()))})", ""]
         for file, qualname in entries:
             class_doc, own = docstring_of(file, qualname)
-            out.append(f"- `{qualname}` in `{file}`")
+            out.append(f"- `{qualname}` in `{file}`" + ("" if "." in qualname else
+                       ": a stepping stone, checked by check.py; the grader tests the class that follows"))
             owner = qualname.split(".")[0]
             if class_doc and owner not in seen_classes:
                 seen_classes.add(owner)
@@ -252,6 +253,7 @@ def write_handout(out, config=DEFAULT):
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         stage.rename(out)
+        out.chmod(0o755)   # mkdtemp's 0700 would keep the class's TAs out of a shared folder
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

@@ -375,6 +375,9 @@ def run_check(part, check, nn, cnn, expected):
 
 def main(argv=None):
     wanted = (sys.argv[1:] if argv is None else argv)[:1]
+    if wanted and wanted[0].startswith("-"):
+        print(__doc__)
+        return 0 if wanted[0] in ("-h", "--help") else 2
     sys.path.insert(0, str(HERE))
     import cnn_numpy
     import nn_numpy

@@ -22,7 +22,9 @@ from grading.gradebook import submitted_files
 from grading.unpack import unpack_zip
 
 ZIP_NAME = re.compile(r"^PA1_([^_]+)_(.+)$", re.I)
-DATASET = re.compile(r"(ubyte|mnist|\.idx\d|train.*\.(csv|npy|gz)|test.*\.(csv|npy|gz)$)", re.I)
+DATASET = re.compile(r"(ubyte|\.idx\d|^mnist[^/]*\.(csv|npy|npz|gz|pkl|zip|bin)$|^(train|test)[^/]*\.(csv|gz)$)", re.I)
+# the column of --times that names the submission, best first: a student id, a file name, else a name
+KEY_HEADERS = (r"student.?(id|number|no)|학번|^id$|\bid\b", r"file|zip|파일", r"student|name|이름|학생")
 HANDOUT_SCHEDULE = ((24.0, 0.75), (48.0, 0.5), (72.0, 0.25), (168.0, 0.10))
 
 
@@ -119,8 +121,9 @@ def read_times(path):
     if not rows:
         raise UsageError(f"--times {path} is empty")
     header = [h.strip().lower() for h in rows[0]]
-    key = next((i for i, h in enumerate(header) if re.search(r"id|student|file|name", h)), None)
-    when = next((i for i, h in enumerate(header) if re.search(r"time|submit|date", h)), None)
+    when = next((i for i, h in enumerate(header) if re.search(r"time|submit|date|제출", h)), None)
+    key = next((i for pattern in KEY_HEADERS for i, h in enumerate(header) if i != when and re.search(pattern, h)),
+               None)
     body = rows[1:] if key is not None and when is not None else rows
     key, when = (0, 1) if key is None or when is None else (key, when)
     times = {}
@@ -162,4 +165,25 @@ def lateness(submission, due, times, schedule, student_id):
         source = f"the {'zip' if source_name.lower().endswith('.zip') else 'file'}'s modification time" + \
                  (" (not in --times)" if times else "")
     hours = (at - due).total_seconds() / 3600
-    return Late(at, max(0.0, hours), factor_of(hours, schedule), source)
+    return Late(at.astimezone(due.tzinfo), max(0.0, hours), factor_of(hours, schedule), source)
+
+
+def times_warnings(students, times, due):
+    """Lines to say before an instructor trusts the late factors: --times rows that match no submission, and
+    modification times that look like a download's (most of the class over 7 days late)."""
+    lines = []
+    keys = set()
+    for student in students:
+        source = student.submission.source
+        keys |= {student.id, source.name if source is not None else "", student.submission.name}
+    unmatched = [key for key in times if key not in keys]
+    if unmatched:
+        lines.append(f"{len(unmatched)} of {len(times)} rows of --times match no submission (e.g. {unmatched[0]!r}): "
+                     "the column read is the student id, else the file name")
+    by_mtime = [s for s in students if s.late is not None and "modification time" in s.late.source]
+    very_late = [s for s in by_mtime if s.late.hours and s.late.hours > 168]
+    if due is not None and by_mtime and len(very_late) * 2 > len(by_mtime):
+        lines.append(f"{len(by_mtime)} submission times come from the zips' modification times and {len(very_late)} "
+                     "of them are over 7 days late: if the zips were downloaded after the deadline these are "
+                     "download times; give the LMS's times with --times")
+    return lines

@@ -5,15 +5,15 @@ asks for (the train/test loss graph, the 10x10 confusion matrix, the top-3 image
     report.found["nn_numpy.loss_graph"]                      # True: a caption or text near an image says so
     report.thumbnails                                        # [PNG bytes] of every page, for the feedback
 
-Reading (pypdf for the text and the images of each page, pypdfium2 to render the thumbnails), in page order, line
-by line: a line that names an architecture (NN, MLP, neural network; CNN, convolutional) and a framework (pure
-Python, NumPy, scratch, manual; PyTorch, TensorFlow, Keras, framework) sets the model the next figures belong to
-(a section heading, a table row); a line that names a figure kind ("loss graph", "confusion matrix", "top 3")
-on a page that holds an image, or that is a caption ("Figure 3: ..."), marks that figure found for the current
-model, or for a model the line itself names. The percentages on a line naming a model, or saying "accuracy" under a model's heading, are the
-accuracies it states. A TA confirms from the thumbnails, and corrects with --report-marks (student_id, item, points). The
-largest PDF of the submission is read; none, a damaged or an encrypted one is a note and no points, never a
-crash.
+Reading (pypdf for the text and the images of each page, pypdfium2 to render the thumbnails), in page order, line by
+line: a line that names an architecture (NN, MLP, neural network; CNN, convolutional; or in Korean) and a framework
+(pure Python, NumPy, scratch, manual; PyTorch, TensorFlow, Keras, framework) sets the model the next figures belong to (a section
+heading, a table row); a line that names a figure kind ("loss graph", "confusion matrix", "top 3") on a page that
+holds an image, or that is a caption ("Figure 3: ..."), marks that figure found for the current model, or for a
+model the line itself names. The percentages on a line naming a model, or saying "accuracy" under a model's heading,
+are the accuracies it states. A TA confirms from the thumbnails, and corrects with --report-marks (student_id, item,
+points). The largest PDF of the submission is read; none, a damaged or an encrypted one is a note and no points,
+never a crash.
 """
 
 import csv
@@ -26,13 +26,15 @@ from pathlib import Path
 from common.errors import UsageError
 from grading.rubric import FIGURES, MODELS, REPORT_ITEMS
 
-ARCH = (("cnn", re.compile(r"\bcnns?\b|convolutional", re.I)),
-        ("nn", re.compile(r"\bnn\b|\bmlp\b|neural network|fully[- ]connected", re.I)))
-FRAMEWORK = (("numpy", re.compile(r"pure|numpy|scratch|manual|without (a )?framework|from scratch", re.I)),
-             ("torch", re.compile(r"pytorch|torch|tensorflow|keras|framework", re.I)))
-FIGURE = {"loss_graph": re.compile(r"loss\s*(graph|curve|plot)|(train\w*|test)[^.]{0,20}loss", re.I),
-          "confusion_matrix": re.compile(r"confusion", re.I),
-          "top3_images": re.compile(r"top[- ]?(3|three)|three (best|highest)|highest[- ]scor", re.I)}
+ARCH = (("cnn", re.compile(r"\bcnns?\b|convolutional|합성곱|컨볼루션", re.I)),
+        ("nn", re.compile(r"\bnn\b|\bmlp\b|neural network|fully[- ]connected|신경망|다층 ?퍼셉트론", re.I)))
+FRAMEWORK = (("numpy", re.compile(r"pure|numpy|scratch|manual|without (a )?framework|from scratch|넘파이|직접 ?구현|"
+                                  r"프레임워크 ?(없이|미사용)", re.I)),
+             ("torch", re.compile(r"pytorch|torch|tensorflow|keras|framework|파이토치|텐서플로|프레임워크", re.I)))
+FIGURE = {"loss_graph": re.compile(r"loss\s*(graph|curve|plot)|(train\w*|test)[^.]{0,20}loss|손실|로스|loss 그래프",
+                                   re.I),
+          "confusion_matrix": re.compile(r"confusion|혼동 ?행렬|오차 ?행렬|혼동", re.I),
+          "top3_images": re.compile(r"top[- ]?(3|three)|three (best|highest)|highest[- ]scor|상위 ?(3|세)", re.I)}
 CAPTION = re.compile(r"^\W*(fig(ure)?\.?\s*\d+)", re.I)
 PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 ACCURACY = re.compile(r"\bacc(uracy)?\b", re.I)
@@ -232,10 +234,12 @@ def read_reports(students, rubric, marks_path, processes=2):
 
 
 def missing_items(report):
-    """"nn_torch: confusion matrix; cnn_numpy: loss graph, top-3 images" for what was not found."""
+    """"nn_torch: confusion matrix; cnn_numpy: loss graph, top-3 images" for what was not found (nor marked by
+    hand)."""
     parts = []
     for model in MODELS:
-        lost = [f.replace("_", " ").replace("top3", "top-3") for f in FIGURES if not report.found[f"{model}.{f}"]]
+        lost = [f.replace("_", " ").replace("top3", "top-3") for f in FIGURES if not report.found[f"{model}.{f}"]
+                and f"{model}.{f}" not in report.by_hand]
         if lost:
             parts.append(f"{model}: {', '.join(lost)}")
     return "; ".join(parts)

@@ -284,7 +284,7 @@ def build_class(folder, handout):
         else:
             encrypted_flag(path)
     add("2024016", "황수빈", ordinary(11)[:2] + [("report.pdf", report_pdf(("nn_numpy", "nn_torch")))],
-        late_hours=-1, report_points=3.5, notes=("cnn_numpy: loss graph, confusion matrix, top-3 images",
+        late_hours=-1, report_points=3.5, notes=("cnn_numpy: confusion matrix, top-3 images",
                                                  "marked by hand"))
     add("2024017", "안시우", ordinary(12)[:2], late_hours=-1, report_points=0, notes=("no PDF report",))
     add("2024018", "송유나", ordinary(13)[:2] + [("report.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 40)],

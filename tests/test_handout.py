@@ -194,7 +194,8 @@ def test_a_part_written_before_the_one_it_needs_says_so(copy):
 
 def test_a_filled_in_handout_trains_end_to_end_without_a_framework(copy, tmp_path, mnist_dir):
     filled(copy)
-    for script, extra in (("nn_numpy.py", ("--batch-size", "8")), ("cnn_numpy.py", ("--batch-size", "8", "--lr", "0.05"))):
+    for script, extra in (("nn_numpy.py", ("--batch-size", "8")),
+                          ("cnn_numpy.py", ("--batch-size", "8", "--lr", "0.05"))):
         result = subprocess.run([sys.executable, "-c", NO_FRAMEWORK, script, "--epochs", "1", "--limit-train", "2000",
                                  "--quiet", *extra, "--out-dir", str(tmp_path / "figures"), "--checkpoint",
                                  str(tmp_path / "ck" / script)], cwd=copy, capture_output=True, text=True,

@@ -111,7 +111,8 @@ def test_lateness_follows_the_schedule_at_each_boundary(graded):
         assert float(row["late_hours"]) == pytest.approx(want.hours_late, abs=0.005), row
         assert "time: --times" in row["note"]
     assert scores["2024001"]["submitted_at"] == "2025-10-16T14:30:00+09:00"       # exactly at the due time: 100%
-    assert scores["2024004"]["submitted_at"] == "2025-10-17T17:30:00+00:00"       # named by file name, in UTC
+    assert scores["2024004"]["submitted_at"] == "2025-10-18T02:30:00+09:00"   # given in UTC, by file name: shown
+    # in the due time's zone
     assert "on time (time: the zip's modification time (not in --times))" in scores["2024008"]["note"]
 
 
@@ -220,3 +221,52 @@ def test_the_original_reports_pdf_shows_every_figure_and_its_accuracies():
     assert {model: max(values) for model, values in report.accuracies.items()} == \
         {"nn_numpy": 99.99, "nn_torch": 99.97, "cnn_numpy": 98.17, "cnn_torch": 99.52}
     assert 97.94 in report.accuracies["nn_numpy"] and 98.77 in report.accuracies["cnn_torch"]
+
+
+def test_the_times_column_read_is_the_student_id_before_a_name(tmp_path):
+    from grading.lms import read_times
+
+    path = tmp_path / "times.csv"
+    path.write_text("Name,Student ID,Submitted at\n이경민,202412345,2025-10-16T13:00:00+09:00\n", encoding="utf-8")
+    assert list(read_times(path)) == ["202412345"]
+    path.write_text("이름,파일,제출 시각\n이경민,PA1_1_a.zip,2025-10-16T13:00:00+09:00\n", encoding="utf-8")
+    assert list(read_times(path)) == ["PA1_1_a.zip"]
+
+
+def test_times_that_match_nobody_or_look_like_a_download_are_said(tmp_path):
+    import datetime
+
+    from grading.classbook import Student
+    from grading.lms import Late, Submission, parse_time, times_warnings
+
+    due = parse_time(DUE, "--due")
+    students = []
+    for i, (source, hours) in enumerate((("--times", 2.0), ("the zip's modification time", 400.0),
+                                         ("the zip's modification time", 500.0))):
+        name = f"PA1_{i}_x"
+        student = Student(name, submission=Submission(name, tmp_path, tmp_path / f"{name}.zip"))
+        student.late = Late(due + datetime.timedelta(hours=hours), hours, 0.0, source)
+        students.append(student)
+    lines = times_warnings(students, {"0": due, "Kim": due}, due)
+    assert lines[0].startswith("1 of 2 rows of --times match no submission (e.g. 'Kim')")
+    assert "2 submission times come from the zips' modification times and 2 of them are over 7 days late" in lines[1]
+    assert times_warnings(students[:1], {"0": due}, due) == []
+
+
+@pytest.mark.parametrize("line, model", [("2.3 합성곱 신경망 (넘파이로 직접 구현)", "cnn_numpy"),
+                                         ("2.2 다층 퍼셉트론: 파이토치", "nn_torch"), ("CNN with PyTorch", "cnn_torch"),
+                                         ("MLP from scratch (pure NumPy)", "nn_numpy"), ("Results", None)])
+def test_a_heading_names_its_model_in_english_or_korean(line, model):
+    from grading.report import model_of
+
+    assert model_of(line) == model
+
+
+@pytest.mark.parametrize("caption, kind", [("그림 1: 학습/테스트 손실 그래프", "loss_graph"),
+                                           ("그림 2: 혼동 행렬", "confusion_matrix"),
+                                           ("그림 3: 각 클래스의 상위 3개 이미지", "top3_images"),
+                                           ("Figure 2: 10x10 probability confusion matrix", "confusion_matrix")])
+def test_a_caption_names_its_figure_in_english_or_korean(caption, kind):
+    from grading.report import FIGURE
+
+    assert [k for k, pattern in FIGURE.items() if pattern.search(caption)] == [kind]
