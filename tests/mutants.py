@@ -112,3 +112,92 @@ def torch_student(folder):
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("import numpy as np\n", "import numpy as np\nimport torch\n", 1), encoding="utf-8")
     return Path(folder)
+
+
+# A student who wrote it all their own way (after an instructor's review): other class names, a loss class on
+# probabilities apart from the softmax, and an optimizer built on a list of layers; every MLP part is right.
+OWN_STYLE = '''import numpy as np
+
+
+class Dense:
+    def __init__(self, n_in, n_out):
+        self.weight = np.random.randn(n_in, n_out) * 0.1
+        self.bias = np.zeros(n_out)
+        self.grad_weight, self.grad_bias = np.zeros_like(self.weight), np.zeros_like(self.bias)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.weight + self.bias
+
+    def backward(self, grad):
+        self.grad_weight = self.x.T @ grad
+        self.grad_bias = grad.sum(axis=0)
+        return grad @ self.weight.T
+
+
+class Relu:
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad * self.mask
+
+
+class Softmax:
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.p = e / e.sum(axis=1, keepdims=True)
+        return self.p
+
+    def backward(self, grad):
+        return self.p * (grad - (grad * self.p).sum(axis=1, keepdims=True))
+
+
+class CrossEntropy:
+    def forward(self, probs, labels):
+        self.probs, self.labels = probs, labels
+        return -np.mean(np.log(probs[np.arange(len(labels)), labels]))
+
+    def backward(self):
+        n = len(self.labels)
+        g = np.zeros_like(self.probs)
+        g[np.arange(n), self.labels] = -1.0 / self.probs[np.arange(n), self.labels] / n
+        return g
+
+
+class SGDOptimizer:
+    def __init__(self, layers, lr=0.1):
+        self.layers, self.lr = layers, lr
+
+    def step(self):
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                layer.weight -= self.lr * layer.grad_weight
+                layer.bias -= self.lr * layer.grad_bias
+
+
+class MLP:
+    def __init__(self):
+        self.layers = [Dense(784, 128), Relu(), Dense(128, 64), Relu(), Dense(64, 10)]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad):
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+'''
+OWN_STYLE_PASSES = ("linear.forward", "linear.backward.dx", "linear.backward.dW", "linear.backward.db", "relu.forward",
+                    "relu.backward", "softmax.forward", "softmax.backward", "loss.forward", "loss.backward",
+                    "sgd.step", "mlp.train")
+
+
+def own_style_student(folder):
+    folder = Path(folder)
+    (folder / "src").mkdir(parents=True, exist_ok=True)
+    (folder / "src" / "mlp_scratch.py").write_text(OWN_STYLE, encoding="utf-8")
+    return folder

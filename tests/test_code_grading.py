@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, run_script
 from grading.sandbox import sandbox_problem
-from mutants import HOSTILE, MUTANTS, torch_student, write_student
+from mutants import HOSTILE, MUTANTS, OWN_STYLE_PASSES, own_style_student, torch_student, write_student
 
 SHARED = ROOT.parent / "shared" / "original"
 ORIGINAL = ("nn_pure_python.py", "cnn_pure_python.py", "nn_framework.py", "cnn_framework.py", "dataset-dataloader.py",
@@ -51,6 +51,7 @@ def graded_class(tmp_path_factory, mnist_dir):
     for i, name in enumerate(MUTANTS):
         write_student(folder / f"PA1_{2000 + i}_{name}", mutant=name)
     torch_student(folder / "PA1_3000_torch_user")
+    own_style_student(folder / "PA1_5000_own_style")
     (folder / "PA1_3000_torch_user" / "model.npz").write_bytes((ROOT / "reference" / "nn_numpy.npz").read_bytes())
     if all((SHARED / f).is_file() for f in ORIGINAL):
         (folder / "PA1_4000_original").mkdir()
@@ -72,6 +73,16 @@ def test_the_kits_own_code_passes_every_part_that_earns_points(graded_class):
     assert scores["1000"]["name"] == "kit copy" and scores["1000"]["status"] == "graded"
     # the kit's layers have no stride: those parts (worth 0) are missing, saying why
     assert rows["pool.backward_stride"]["verdict"] == "missing" and "2x2" in rows["pool.backward_stride"]["detail"]
+
+
+@needs_sandbox
+def test_a_student_with_names_and_an_optimizer_of_their_own_gets_every_mlp_part(graded_class):
+    """Dense/Relu/Softmax, a CrossEntropy class on probabilities, SGDOptimizer(layers, lr): an instructor's
+    class had this student lose 7 of the points (loss classes were not tried; the optimizer was built on the
+    network and its error blamed on the student)."""
+    out, _ = graded_class
+    rows = verdicts(out, "5000")
+    assert {part: rows[part]["verdict"] for part in OWN_STYLE_PASSES} == {part: "pass" for part in OWN_STYLE_PASSES}
 
 
 @needs_sandbox

@@ -94,6 +94,21 @@ class Stateless:
         return first(call(getattr(self.instance, self.bwd), dout))
 
 
+def loss_class_gradient(cls):
+    """gradient(p, onehot) through a student's loss class: forward with integer labels (else one-hot), backward."""
+    def gradient(p, onehot):
+        instance, _ = construct(cls, {})
+        forward = getattr(instance, method(instance, FORWARD))
+        try:
+            call(forward, p, onehot.argmax(axis=1))
+        except Missing:
+            raise
+        except Exception:  # noqa: BLE001 - it wants one-hot labels
+            call(forward, p, onehot)
+        return call(getattr(instance, method(instance, BACKWARD)))
+    return gradient
+
+
 class Head:
     """Softmax and cross-entropy: the student's fused class, or their softmax and their loss gradient, chained
     through their softmax's backward unless the gradient already folds the softmax in (is dL/dz)."""
@@ -109,10 +124,15 @@ class Head:
         self.softmax = Stateless(namespace, "softmax", {}, ("nn", "mlp"), overrides)
         grads = [(f, n, o) for f, n, o in candidates(namespace, "loss", overrides.get("loss"), ("nn", "mlp"))
                  if callable(o) and not isinstance(o, type) and any(w in n.lower() for w in ("grad", "back", "deriv"))]
-        if not grads:
+        classes = [c for c in candidates(namespace, "loss", overrides.get("loss"), ("nn", "mlp")) if isinstance(c[2], type)]
+        if grads:
+            self.gradient = grads[0][2]
+            self.where = f"{self.softmax.where} + {short(grads[0][0])}:{grads[0][1]}"
+        elif classes:   # a loss class of its own: forward(p, labels), then backward() is dL/dp
+            self.gradient = loss_class_gradient(classes[0][2])
+            self.where = f"{self.softmax.where} + {short(classes[0][0])}:{classes[0][1]}"
+        else:
             raise Missing("no loss-gradient function to train the composed network with")
-        self.gradient = grads[0][2]
-        self.where = f"{self.softmax.where} + {short(grads[0][0])}:{grads[0][1]}"
 
     def forward(self, z, labels):
         if self.fused is not None:

@@ -175,6 +175,9 @@ def loss(namespace, inputs, part, override=None):
     forward = [c for c in functions if not re.search(r"grad|back|deriv|prime", c[1], re.I)]
     backward = [c for c in functions if re.search(r"grad|back|deriv|prime", c[1], re.I)]
     chosen = forward if part == "forward" else backward
+    classes = [c for c in candidates(namespace, "loss", override, ("nn", "mlp")) if inspect.isclass(c[2])]
+    if not chosen and classes:
+        return loss_object(classes[0], inputs, part)
     if not chosen:
         raise Missing(f"no {'loss' if part == 'forward' else 'loss-gradient'} function (tried names like "
                       f"cross_entropy{'' if part == 'forward' else '_gradient, loss_backward'})")
@@ -186,6 +189,27 @@ def loss(namespace, inputs, part, override=None):
         try:
             out[convention] = np.asarray(first(function(*args)), dtype=np.float64)
         except Exception:  # noqa: BLE001 - a calling convention the student's function does not take
+            continue
+    if not out:
+        raise Missing(f"{short(file)}:{name} raised for every way of calling it (probabilities or logits, "
+                      f"one-hot or integer labels)")
+    return {"found": f"loss: {short(file)}:{name}"}, out
+
+
+def loss_object(found, inputs, part):
+    """A loss class of its own (CrossEntropy: forward(pred, labels), backward() -> the gradient), called each way
+    it takes: {convention: loss} or {convention: gradient}."""
+    file, name, cls = found
+    out = {}
+    for convention in CONVENTIONS:
+        try:
+            instance, _ = construct(cls, {})
+            value = call(getattr(instance, method(instance, FORWARD)), *loss_inputs(inputs, convention))
+            out[convention] = np.asarray(first(value if part == "forward" else
+                                               call(getattr(instance, method(instance, BACKWARD)))), dtype=np.float64)
+        except Missing:
+            raise
+        except Exception:  # noqa: BLE001 - a calling convention the student's class does not take
             continue
     if not out:
         raise Missing(f"{short(file)}:{name} raised for every way of calling it (probabilities or logits, "
@@ -276,19 +300,8 @@ def sgd(namespace, inputs, part, override=None):
             where = f"{short(file)}:{name}.{step}(lr)"
         elif optimizers:
             o_file, o_name, o_cls = optimizers[0]
-            optimizer = None
-            for args in ((network, lr), (network.parameters() if hasattr(network, "parameters") else network, lr)):
-                try:
-                    optimizer = o_cls(*args)
-                    break
-                except Exception:  # noqa: BLE001 - try the next signature
-                    continue
-            if optimizer is None:
-                raise Missing(f"{o_name} could not be built with (network, lr)")
-            o_step = method(optimizer, STEP)
-            call(getattr(optimizer, o_step)) if len(inspect.signature(getattr(optimizer, o_step)).parameters) == 0 \
-                else call(getattr(optimizer, o_step), network)
-            where = f"{short(o_file)}:{o_name}({name}, lr).{o_step}()"
+            where = optimizer_step(o_cls, network, layer, values, lr)
+            where = f"{short(o_file)}:{o_name}({where.replace('network', name)}"
         else:
             tried.append(f"{name} has no update method ({', '.join(STEP)}) and there is no optimizer class")
             continue
@@ -298,6 +311,40 @@ def sgd(namespace, inputs, part, override=None):
         return {"found": f"sgd: {where}, on {type(layer).__name__}'s {', '.join(values)}"}, out
     raise Missing("; ".join(tried) or "no SGD: no function sgd(param, grad, lr), no network with an update method "
                                        "or optimizer class")
+
+
+def optimizer_arguments(network, layer, lr):
+    """(how, constructor arguments) an optimizer class may take: the network, its parameters(), a list of
+    layers it holds (``network.layers``), or the one layer."""
+    yield "network", (network, lr)
+    if callable(getattr(network, "parameters", None)):
+        yield "network.parameters()", (network.parameters(), lr)
+    for attribute, value in vars(network).items():
+        if isinstance(value, (list, tuple)) and any(item is layer for item in value):
+            yield f"network.{attribute}", (value, lr)
+    yield "[layer]", ([layer], lr)
+
+
+def optimizer_step(cls, network, layer, values, lr):
+    """Build the student's optimizer the first way it takes whose step() runs, and take one step; returns how
+    ("network.layers, lr).step()"). The layer's arrays are set to ``values`` before each try, so a try that
+    failed half-way changes nothing; where every way fails, the first one's exception is the student's error."""
+    first_error = None
+    for how, args in optimizer_arguments(network, layer, lr):
+        for path, value in values.items():
+            set_array(layer, path, value.copy())
+        try:
+            optimizer = cls(*args)
+            step = method(optimizer, STEP)
+            if step is None:
+                raise Missing(f"{cls.__name__} has no step method ({', '.join(STEP)})")
+            function = getattr(optimizer, step)
+            call(function) if len(inspect.signature(function).parameters) == 0 else call(function, network)
+        except Exception as error:  # noqa: BLE001 - a student's optimizer may raise anything: try the next way
+            first_error = first_error or error
+            continue
+        return f"{how}, lr).{step}()"
+    raise first_error
 
 
 # --- convolution and max pooling -----------------------------------------------------------------------------
