@@ -182,39 +182,40 @@ def loss(namespace, inputs, part, override=None):
         raise Missing(f"no {'loss' if part == 'forward' else 'loss-gradient'} function (tried names like "
                       f"cross_entropy{'' if part == 'forward' else '_gradient, loss_backward'})")
     file, name, function = chosen[0]
-    out = {}
-    for convention in CONVENTIONS:
-        pred, target = loss_inputs(inputs, convention)
-        args = (target, pred) if takes_target_first(function) else (pred, target)
-        try:
-            out[convention] = np.asarray(first(function(*args)), dtype=np.float64)
-        except Exception:  # noqa: BLE001 - a calling convention the student's function does not take
-            continue
-    if not out:
-        raise Missing(f"{short(file)}:{name} raised for every way of calling it (probabilities or logits, "
-                      f"one-hot or integer labels)")
-    return {"found": f"loss: {short(file)}:{name}"}, out
+
+    def attempt(pred, target):
+        return function(*((target, pred) if takes_target_first(function) else (pred, target)))
+
+    return {"found": f"loss: {short(file)}:{name}"}, each_convention(inputs, attempt, file, name)
 
 
 def loss_object(found, inputs, part):
     """A loss class of its own (CrossEntropy: forward(pred, labels), backward() -> the gradient), called each way
     it takes: {convention: loss} or {convention: gradient}."""
     file, name, cls = found
+
+    def attempt(pred, target):
+        instance, _ = construct(cls, {})
+        value = call(getattr(instance, method(instance, FORWARD)), pred, target)
+        return value if part == "forward" else call(getattr(instance, method(instance, BACKWARD)))
+
+    return {"found": f"loss: {short(file)}:{name}"}, each_convention(inputs, attempt, file, name)
+
+
+def each_convention(inputs, attempt, file, name):
+    """{convention: attempt(pred, target) as float64} for every CONVENTION the student's loss takes."""
     out = {}
     for convention in CONVENTIONS:
         try:
-            instance, _ = construct(cls, {})
-            value = call(getattr(instance, method(instance, FORWARD)), *loss_inputs(inputs, convention))
-            out[convention] = np.asarray(first(value if part == "forward" else
-                                               call(getattr(instance, method(instance, BACKWARD)))), dtype=np.float64)
+            out[convention] = np.asarray(first(attempt(*loss_inputs(inputs, convention))), dtype=np.float64)
         except Missing:
             raise
-        except Exception:  # noqa: BLE001 - a calling convention the student's class does not take
+        except Exception:  # noqa: BLE001 - a calling convention the student's loss does not take
             continue
     if not out:
         raise Missing(f"{short(file)}:{name} raised for every way of calling it (probabilities or logits, "
                       f"one-hot or integer labels)")
-    return {"found": f"loss: {short(file)}:{name}"}, out
+    return out
 
 
 # --- SGD ---------------------------------------------------------------------------------------------------
