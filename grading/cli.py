@@ -131,11 +131,11 @@ def reference_files(args, candidates=ORIGINAL_FOLDERS):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    started, _ = time.perf_counter(), check_lms_flags(args)  # before OUT is made: a mistake leaves nothing behind
     submissions_dir, out = check_folders(args)
     from grading.gradebook import add_z_scores, counts, seed_accuracies, write_outputs
     from grading.lms import gather
 
-    started, _ = time.perf_counter(), check_lms_flags(args)
     submissions = gather(submissions_dir, out)  # the zips unpacked into OUT/unpacked/
     code = code_plan(submissions, args, out)  # before MNIST: a sandbox that cannot start is said first
     data, train = load_data(args.data_dir)  # without MNIST, its one line is all grade.py says
