@@ -239,7 +239,8 @@ def write_handout(out, config=DEFAULT):
         raise UsageError(f"{out} exists and is not a handout written by this command: give another --out")
     rubric = read_rubric(config)
     texts, _ = handed_out_sources(rubric)
-    stage = Path(tempfile.mkdtemp(prefix=".handout-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".handout-", dir=out.parent))   # beside OUT: the rename stays on one disk
     try:
         for file, text in texts.items():
             (stage / file).write_text(text, encoding="utf-8")
@@ -251,7 +252,6 @@ def write_handout(out, config=DEFAULT):
         (stage / MARK).write_text("written by python -m grading.handout; replaced whole by the next\n")
         if out.exists():
             shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         stage.rename(out)
         out.chmod(0o755)   # mkdtemp's 0700 would keep the class's TAs out of a shared folder
     finally:

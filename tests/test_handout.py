@@ -225,6 +225,9 @@ def test_an_out_folder_that_is_not_a_handout_is_refused_in_one_line(tmp_path, wr
     assert len(result.stderr.strip().splitlines()) == 1 and (tmp_path / "mine" / "thesis.tex").is_file()
     again = run_script("-m", "grading.handout", "--out", written[0])          # an earlier handout is replaced
     assert again.returncode == 0, again.stderr
+    nested = run_script("-m", "grading.handout", "--out", tmp_path / "course" / "pa1" / "handout")
+    assert nested.returncode == 0 and (tmp_path / "course" / "pa1" / "handout" / "check.py").is_file()
+    assert not list((tmp_path / "course" / "pa1").glob(".handout-*"))     # no stage left beside it
     bad = tmp_path / "bad.toml"
     bad.write_text('[handout]\nlinear = ["nn_numpy.py:Linear.nope"]\n')
     result = run_script("-m", "grading.handout", "--out", tmp_path / "h2", "--config", bad)
