@@ -97,15 +97,23 @@ def modules_text(students, rubric):
     return csvfile.csv_text(MODULE_COLUMNS, lines)
 
 
-def note(student):
-    """What the instructor should know of a student's row, in one line."""
+def verdict_counts(rows):
+    counts = {}
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def note(student, rubric=None):
+    """What the instructor should know of a student's row, in one line (with ``rubric``, the parts worth points
+    counted apart from those worth 0: "22 scored parts: 22 pass; worth 0: 1 pass, 4 missing")."""
     parts = [student.error] if student.error else []
     code = student.code
     if code is not None:
-        counts = {}
-        for row in code.rows:
-            counts[row.verdict] = counts.get(row.verdict, 0) + 1
-        parts.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+        scored = [r for r in code.rows if rubric is None or rubric.points.get(r.part, 0) > 0]
+        free = [r for r in code.rows if rubric is not None and rubric.points.get(r.part, 0) <= 0]
+        parts.append((f"{len(scored)} scored parts: " if rubric is not None else "") + verdict_counts(scored) +
+                     (f"; worth 0: {verdict_counts(free)}" if free else ""))
         if any(row.verdict == "banned" for row in code.rows):
             parts.append("framework imports in the NumPy part: " + "; ".join(ban_lines(code))[:300])
         if not code.sandboxed:
@@ -152,7 +160,7 @@ def scores_text(students, rubric):
                       "code_points": fmt(student.points), "report_points": fmt(student.report_points),
                       "max_points": fmt(rubric.max_points), "raw_total": fmt(student.raw_total),
                       "late_factor": fmt(student.factor), "final": fmt(student.final), "copies": copies_text(student),
-                      "status": status(student), "note": note(student),
+                      "status": status(student), "note": note(student, rubric),
                       "test_acc": f"{best['test_acc']:.2f}" if best else "",
                       "weights_file": best["file"] if best else ""})
     return csvfile.csv_text(SCORE_COLUMNS, lines)
@@ -277,7 +285,7 @@ def summary_markdown(students, rubric, command, sandboxed, seconds, copies=None)
     lines += ["", "## To look at", ""]
     if look:
         lines += ["| student | status | note |", "|---|---|---|"]
-        lines += [f"| {md(s.id)} | {status(s)} | {md(note(s))} |" for s in look]
+        lines += [f"| {md(s.id)} | {status(s)} | {md(note(s, rubric))} |" for s in look]
     else:
         lines.append("Nothing: every student's code ran without an error, a timeout or a banned import.")
     audits = [summary(s.code.audit) for s in graded if s.code.audit]
