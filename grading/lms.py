@@ -18,14 +18,13 @@ import re
 from pathlib import Path
 
 from common.errors import UsageError
-from grading.gradebook import submitted_files
+from grading.gradebook import gets_row, submitted_files
 from grading.unpack import unpack_zip
 
 ZIP_NAME = re.compile(r"^PA1_([^_]+)_(.+)$", re.I)
 DATASET = re.compile(r"(ubyte|\.idx\d|^mnist[^/]*\.(csv|npy|npz|gz|pkl|zip|bin)$|^(train|test)[^/]*\.(csv|gz)$)", re.I)
 # the column of --times that names the submission, best first: a student id, a file name, else a name
 KEY_HEADERS = (r"student.?(id|number|no)|학번|^id$|\bid\b", r"file|zip|파일", r"student|name|이름|학생")
-HANDOUT_SCHEDULE = ((24.0, 0.75), (48.0, 0.5), (72.0, 0.25), (168.0, 0.10))
 
 
 @dataclasses.dataclass
@@ -65,7 +64,7 @@ def gather(class_dir, out_dir):
             if not ZIP_NAME.match(unpacked.name):
                 submission.notes.append(f"{entry.name} is not named PA1_<id>_<name>.zip: graded as {unpacked.name}")
             found.append(submission)
-        elif submitted_files_entry(entry):
+        elif gets_row(entry):
             found.append(Submission(entry.name, None, path, model_files=[path]))
     names = [s.name for s in found]
     for submission in found:
@@ -75,11 +74,6 @@ def gather(class_dir, out_dir):
             submission.model_files = submitted_files(submission.folder)
             note_handed_in(submission)
     return found
-
-
-def submitted_files_entry(entry):
-    from grading.gradebook import gets_row
-    return gets_row(entry)
 
 
 def note_handed_in(submission):
